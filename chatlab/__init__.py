@@ -1,0 +1,44 @@
+"""chatlab: learn Socket.IO in Jupyter.
+
+Run a python-socketio server inside the notebook's own event loop
+(:func:`serve`), the finished chat server (:class:`ChatServer`), Python chat
+clients with awaitable waits (:class:`ChatClient`) and their widgets
+(:mod:`chatlab.widgets`).
+"""
+
+from .chat import ChatServer
+from .client import ChatClient, ChatRefused, Message, disconnect_all
+from .events import EventLog, LogEntry
+from .recording import RecordingClient
+from .host import HandlerError, PortInUseError, RunningServer, running_servers, serve, stop_all
+from .validation import Limits
+from .waiting import WaitTimeout
+
+__all__ = [
+    "ChatClient",
+    "ChatRefused",
+    "ChatServer",
+    "EventLog",
+    "HandlerError",
+    "Limits",
+    "LogEntry",
+    "Message",
+    "PortInUseError",
+    "RecordingClient",
+    "RunningServer",
+    "WaitTimeout",
+    "disconnect_all",
+    "running_servers",
+    "serve",
+    "shutdown",
+    "stop_all",
+]
+
+__version__ = "0.1.0"
+
+
+async def shutdown() -> None:
+    """Disconnect every chat client and stop every server started on this
+    event loop: the last cell of each lesson."""
+    await disconnect_all()
+    await stop_all()

@@ -1,0 +1,332 @@
+"""A Python chat client: a ``socketio.AsyncClient`` plus what a user sees.
+
+The client keeps its own id and name, the users list, the messages and the
+rooms it is in, and a log of every event in and out. Every change notifies
+subscribers (the widgets) and wakes the awaitable waits that notebooks and
+tests use instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import socketio
+
+from .events import EventLog
+from .waiting import Changes, WaitTimeout
+
+__all__ = ["ChatClient", "ChatRefused", "Message", "disconnect_all"]
+
+# Every client created on each loop, so a notebook can close them all at once.
+_clients: "weakref.WeakSet[ChatClient]" = weakref.WeakSet()
+
+
+class ChatRefused(Exception):
+    """The server refused an event; ``reason`` says why."""
+
+    def __init__(self, event: str, reason: str) -> None:
+        super().__init__(f"the server refused {event!r}: {reason}")
+        self.event = event
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    """A chat message as a client received it.
+
+    ``room`` is set for a room message, ``to`` for a direct message, and
+    ``mine`` when this client sent it.
+    """
+
+    text: str
+    user: str
+    id: str
+    room: str | None = None
+    to: str | None = None
+    mine: bool = False
+
+
+class ChatClient:
+    """A chat user connected to a chat server at ``url``.
+
+    :param url: the server's base URL, e.g. ``server.url``.
+    :param transports: ``["websocket"]`` or ``["polling"]`` to force one.
+    :param client_options: passed on to ``socketio.AsyncClient``.
+
+    After a reconnection the client sends ``adduser`` again with its name.
+    """
+
+    def __init__(
+        self, url: str, *, transports: list[str] | None = None, **client_options: Any
+    ) -> None:
+        self.url = url
+        self.transports = transports
+        client_options.setdefault("handle_sigint", False)  # leave Ctrl-C to the kernel
+        self.sio = socketio.AsyncClient(**client_options)
+        self.id: str | None = None
+        self.name: str | None = None
+        self.state = "disconnected"
+        self.users: list[str] = []
+        self.messages: list[Message] = []
+        self.rooms: list[str] = []
+        self.errors: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.log = EventLog()
+        self._changes = Changes()
+        self._callbacks: list[Callable[[ChatClient, str], Any]] = []
+        self._wanted_name: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        for event, handler in (
+            ("connect", self._on_connect),
+            ("disconnect", self._on_disconnect),
+            ("users", self._on_users),
+            ("private", self._on_private),
+            ("message", self._on_message),
+            ("error", self._on_error),
+        ):
+            self.sio.on(event, handler=handler)
+        _clients.add(self)
+
+    # -- observing -----------------------------------------------------------
+
+    def subscribe(self, callback: Callable[["ChatClient", str], Any]) -> None:
+        """Call ``callback(client, what)`` after each change, where ``what``
+        is one of ``state``, ``me``, ``users``, ``messages``, ``rooms``,
+        ``errors``."""
+        self._callbacks.append(callback)
+
+    def unsubscribe(self, callback: Callable[["ChatClient", str], Any]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def _changed(self, what: str) -> None:
+        for callback in list(self._callbacks):
+            callback(self, what)
+        self._changes.notify()
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    # -- handlers (run by python-socketio, in order of arrival) ---------------
+
+    def _on_connect(self) -> None:
+        self.log.record("in", "connect")
+        self.state = "connected"
+        self._changed("state")
+        if self._wanted_name is not None and self.name is None:
+            # A reconnection: the server sees a new connection, so join again.
+            self._start(self._rejoin(self._wanted_name))
+
+    def _on_disconnect(self, reason: str | None = None) -> None:
+        self.log.record("in", "disconnect", reason)
+        self.state = "disconnected"
+        self.id = None
+        self.name = None
+        self.users = []
+        self.rooms = []
+        self._changed("state")
+
+    def _on_users(self, names: Any = None) -> None:
+        self.log.record("in", "users", names)
+        if isinstance(names, list):
+            self.users = [str(name) for name in names]
+            self._changed("users")
+
+    def _on_private(self, data: Any = None) -> None:
+        self.log.record("in", "private", data)
+        if isinstance(data, dict):
+            self.id = data.get("id")
+            self.name = data.get("name")
+            if data.get("msg"):
+                self.notes.append(str(data["msg"]))
+            self._changed("me")
+
+    def _on_message(self, data: Any = None) -> None:
+        self.log.record("in", "message", data)
+        if isinstance(data, dict):
+            sender = str(data.get("id", ""))
+            self.messages.append(Message(
+                text=str(data.get("message", "")),
+                user=str(data.get("user", "")),
+                id=sender,
+                room=data.get("room"),
+                to=data.get("to"),
+                mine=sender == self.id,
+            ))
+            self._changed("messages")
+
+    def _on_error(self, data: Any = None) -> None:
+        self.log.record("in", "error", data)
+        self.errors.append(data if isinstance(data, dict) else {"reason": str(data)})
+        self._changed("errors")
+
+    # -- acting ---------------------------------------------------------------
+
+    async def connect(self, *, timeout: float = 5.0, auth: Any = None) -> None:
+        """Connect to the server (raises ``ConnectionError`` if it cannot)."""
+        self._loop = asyncio.get_running_loop()
+        self.state = "connecting"
+        self._changed("state")
+        try:
+            await self.sio.connect(
+                self.url, transports=self.transports, auth=auth, wait_timeout=timeout)
+        except socketio.exceptions.ConnectionError as exc:
+            self.state = "disconnected"
+            self._changed("state")
+            raise ConnectionError(f"could not connect to {self.url}: {exc}") from exc
+
+    async def _call(self, event: str, data: Any, timeout: float) -> dict[str, Any]:
+        self.log.record("out", event, data)
+        try:
+            reply = await self.sio.call(event, data, timeout=timeout)
+        except socketio.exceptions.TimeoutError:
+            raise WaitTimeout(
+                f"the server did not acknowledge {event!r} within {timeout:g} s") from None
+        except socketio.exceptions.BadNamespaceError:
+            raise ConnectionError(
+                f"cannot send {event!r}: the client is not connected; "
+                f"call connect() first") from None
+        if not (isinstance(reply, dict) and reply.get("ok") is True):
+            reason = reply.get("reason") if isinstance(reply, dict) else None
+            raise ChatRefused(event, str(reason or f"unexpected reply {reply!r}"))
+        return reply
+
+    async def add_user(self, name: str, *, timeout: float = 5.0) -> None:
+        """Join the chat as ``name`` (``adduser``); return once the server
+        has welcomed this client. Raises :class:`ChatRefused` if refused."""
+        await self._call("adduser", name, timeout)
+        self._wanted_name = name
+        await self.wait_until(lambda: self.name is not None, timeout=timeout,
+                              what="the server sent this client its name")
+
+    async def _rejoin(self, name: str) -> None:
+        try:
+            await self._call("adduser", name, timeout=5.0)
+        except (ChatRefused, WaitTimeout, ConnectionError) as exc:
+            self._on_error({"event": "adduser", "reason": f"could not rejoin: {exc}"})
+
+    async def send(
+        self, text: str, *, room: str | None = None, to: str | None = None, timeout: float = 5.0
+    ) -> None:
+        """Send a message to everyone, to a ``room`` or ``to`` one user, and
+        wait for the server to accept it."""
+        if room is not None and to is not None:
+            raise ValueError("give room or to, not both")
+        if room is not None:
+            await self._call("roommessage", {"room": room, "message": text}, timeout)
+        elif to is not None:
+            await self._call("direct", {"to": to, "message": text}, timeout)
+        else:
+            await self._call("message", text, timeout)
+
+    async def join(self, room: str, *, timeout: float = 5.0) -> list[str]:
+        """Enter ``room``; return the rooms this client is now in."""
+        reply = await self._call("join", room, timeout)
+        self.rooms = list(reply["rooms"])
+        self._changed("rooms")
+        return self.rooms
+
+    async def leave(self, room: str, *, timeout: float = 5.0) -> list[str]:
+        """Leave ``room``; return the rooms this client is now in."""
+        reply = await self._call("leave", room, timeout)
+        self.rooms = list(reply["rooms"])
+        self._changed("rooms")
+        return self.rooms
+
+    async def disconnect(self) -> None:
+        """Leave the chat and close the connection (safe to call again)."""
+        self._wanted_name = None
+        await self.sio.disconnect()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.state != "disconnected":
+            self._on_disconnect("client disconnect")
+
+    def _start(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- waiting --------------------------------------------------------------
+
+    async def wait_until(
+        self, predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "the condition holds"
+    ) -> Any:
+        """Wait until ``predicate()`` is true (checked after every change)."""
+        return await self._changes.wait_until(
+            predicate, timeout=timeout, what=f"{what} (client {self._label()})")
+
+    async def wait_for_message(
+        self,
+        *,
+        user: str | None = None,
+        text: str | None = None,
+        room: str | None = None,
+        count: int = 1,
+        timeout: float = 5.0,
+    ) -> Message:
+        """Wait until ``count`` messages match (from ``user``, with ``text``,
+        in ``room``); return the last of them. Messages that already arrived
+        count, so there is no race with a send just before."""
+        def matching() -> list[Message]:
+            return [
+                m for m in self.messages
+                if (user is None or m.user == user)
+                and (text is None or m.text == text)
+                and (room is None or m.room == room)
+            ]
+
+        wanted = " ".join(filter(None, [
+            f"from {user!r}" if user is not None else "",
+            f"saying {text!r}" if text is not None else "",
+            f"in room {room!r}" if room is not None else "",
+        ]))
+        found = await self.wait_until(
+            lambda: len(matching()) >= count and matching(),
+            timeout=timeout,
+            what=f"{count} message(s) {wanted} arrived".replace("  ", " "),
+        )
+        return found[count - 1]
+
+    async def wait_for_users(
+        self, count: int | None = None, *, names: list[str] | None = None, timeout: float = 5.0
+    ) -> list[str]:
+        """Wait until the users list has ``count`` names, or holds exactly
+        ``names`` (in any order); return it."""
+        if count is None and names is None:
+            raise ValueError("give count or names")
+
+        def ready() -> bool:
+            if names is not None:
+                return sorted(self.users) == sorted(names)
+            return len(self.users) == count
+
+        what = f"the users list is {sorted(names)}" if names is not None \
+            else f"the users list has {count} name(s)"
+        await self.wait_until(ready, timeout=timeout, what=what)
+        return list(self.users)
+
+    async def wait_for_error(self, *, count: int = 1, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until the server has sent ``count`` errors; return the last."""
+        await self.wait_until(lambda: len(self.errors) >= count, timeout=timeout,
+                              what=f"{count} error(s) arrived")
+        return self.errors[count - 1]
+
+    def _label(self) -> str:
+        return repr(self.name or self._wanted_name or "(no name yet)")
+
+    def __repr__(self) -> str:
+        return f"<ChatClient {self._label()} {self.state}>"
+
+
+async def disconnect_all() -> None:
+    """Disconnect every chat client created on this event loop."""
+    loop = asyncio.get_running_loop()
+    for client in list(_clients):
+        if client._loop is loop:
+            await client.disconnect()

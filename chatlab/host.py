@@ -1,0 +1,380 @@
+"""Run a python-socketio server on the event loop that is already running.
+
+In a notebook that loop is the kernel's, in a script the one ``asyncio.run``
+started. ``serve()`` puts a learner's own ``socketio.AsyncServer`` on an
+aiohttp app bound to 127.0.0.1, on a free port unless one is given, and
+returns a :class:`RunningServer` with its URL and an idempotent ``stop()``.
+
+Servers are kept by name, so re-running the notebook cell that started one
+stops the old server before starting the new one, instead of failing with
+"address already in use" or leaving the old one running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import logging
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator
+
+import socketio
+from aiohttp import web
+
+from .waiting import Changes
+
+__all__ = [
+    "HandlerError",
+    "PortInUseError",
+    "RunningServer",
+    "running_servers",
+    "serve",
+    "stop_all",
+]
+
+logger = logging.getLogger("chatlab")
+
+# Every server started by serve() and not yet stopped, by name.
+_running: dict[str, "RunningServer"] = {}
+
+
+class PortInUseError(OSError):
+    """The fixed port asked for is already taken by another program."""
+
+
+@dataclass
+class HandlerError:
+    """An exception raised by one of the server's event handlers."""
+
+    event: str
+    namespace: str
+    sid: str | None
+    exception: BaseException
+    traceback: str = field(repr=False, default="")
+
+    def __str__(self) -> str:
+        text = (
+            f"the handler for {self.event!r} raised "
+            f"{type(self.exception).__name__}: {self.exception}"
+        )
+        hint = _hint_for(self.exception, self.event)
+        return f"{text} ({hint})" if hint else text
+
+
+def _hint_for(exception: BaseException, event: str) -> str:
+    message = str(exception)
+    if isinstance(exception, TypeError) and "positional argument" in message:
+        if "missing" in message:
+            return (
+                f"the client sent {event!r} with less data than the handler "
+                f"takes; give the data parameter a default, e.g. "
+                f"`async def {event}(sid, data=None)`"
+            )
+        if "takes" in message:
+            return (
+                f"the client sent {event!r} with more data than the handler "
+                f"takes; add a parameter for it, e.g. `*args`"
+            )
+    return ""
+
+
+class _RecordHandler(logging.Handler):
+    """Keeps log records in memory instead of printing them."""
+
+    def __init__(self, records: collections.deque[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(self.format(record))
+
+
+class RunningServer:
+    """A Socket.IO server started by :func:`serve`.
+
+    ``url`` is where clients connect (``http://127.0.0.1:<port>``). ``errors``
+    holds every exception the server's handlers raised, oldest first, and
+    ``log`` the engineio/socketio log lines that a quiet server kept instead
+    of printing. ``stop()`` may be called any number of times; the server can
+    also be used as ``async with``.
+    """
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        app: web.Application,
+        *,
+        name: str,
+        host: str,
+        quiet: bool,
+        shutdown_timeout: float,
+    ) -> None:
+        self.sio = sio
+        self.app = app
+        self.name = name
+        self.host = host
+        self.port = 0
+        self.errors: list[HandlerError] = []
+        self.log: collections.deque[str] = collections.deque(maxlen=1000)
+        self.error_callbacks: list[Callable[[HandlerError], Any]] = []
+        self._error_changes = Changes()
+        self._quiet = quiet
+        self._close_timeout = max(shutdown_timeout, 0.1)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=shutdown_timeout,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._stop_lock = asyncio.Lock()
+        self._stopped = False
+        self._saved: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def url(self) -> str:
+        """The base URL clients connect to."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.port != 0 and not self._stopped
+
+    async def _start(self, port: int) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    exc.errno,
+                    f"port {port} on {self.host} is already in use by another "
+                    f"program; stop that program, choose another port, or "
+                    f"pass port=0 to let chatlab pick a free one",
+                ) from None
+            raise
+        self.port = self._runner.addresses[0][1]
+        self._track_tasks()
+        self._watch_handlers()
+        if self._quiet:
+            self._keep_logs()
+
+    def _track_tasks(self) -> None:
+        # Every task python-socketio and engineio start (event handlers,
+        # pings, the client monitor) goes through this public method; keeping
+        # them lets stop() end the stragglers instead of leaking them.
+        original = self.sio.eio.start_background_task
+        self._saved["start_background_task"] = original
+
+        def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
+            task = original(target, *args, **kwargs)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return task
+
+        self.sio.eio.start_background_task = start_background_task
+
+    def _watch_handlers(self) -> None:
+        # python-socketio runs event handlers in background tasks, so an
+        # exception ends up as "Task exception was never retrieved" on stderr
+        # and nowhere else. Wrapping this one instance's dispatcher lets the
+        # kit record it and report it clearly instead.
+        original = self.sio._trigger_event
+        self._saved["_trigger_event"] = original
+
+        async def trigger_event(event: str, namespace: str, *args: Any) -> Any:
+            try:
+                return await original(event, namespace, *args)
+            except (asyncio.CancelledError, socketio.exceptions.ConnectionRefusedError):
+                raise
+            except Exception as exc:
+                sid = args[0] if args and isinstance(args[0], str) else None
+                self._record_error(HandlerError(
+                    event, namespace, sid, exc, traceback.format_exc()))
+                # A failed connect handler refuses the connection; a failed
+                # event handler sends no acknowledgement, as without chatlab.
+                return False if event == "connect" else self.sio.not_handled
+
+        self.sio._trigger_event = trigger_event
+
+    def _record_error(self, error: HandlerError) -> None:
+        self.errors.append(error)
+        logger.error("chatlab server %r: %s\n%s", self.name, error, error.traceback)
+        for callback in list(self.error_callbacks):
+            callback(error)
+        self._error_changes.notify()
+
+    async def wait_for_errors(self, count: int = 1, *, timeout: float = 5.0) -> list[HandlerError]:
+        """Wait until the handlers have raised ``count`` errors in all."""
+        await self._error_changes.wait_until(
+            lambda: len(self.errors) >= count, timeout=timeout,
+            what=f"server {self.name!r} recorded {count} handler error(s)")
+        return list(self.errors)
+
+    def _keep_logs(self) -> None:
+        # The socketio/engineio loggers are shared by every server in the
+        # process; give this server private ones that keep lines in memory.
+        quiet = logging.Logger(f"chatlab.server.{self.name}")
+        handler = _RecordHandler(self.log)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        quiet.addHandler(handler)
+        quiet.propagate = False
+        self._saved["logger"] = self.sio.logger
+        self._saved["eio_logger"] = self.sio.eio.logger
+        self.sio.logger = quiet
+        self.sio.eio.logger = quiet
+
+    def raise_errors(self) -> None:
+        """Raise the first handler error recorded, if there is one."""
+        if self.errors:
+            first = self.errors[0]
+            raise RuntimeError(str(first)) from first.exception
+
+    async def stop(self) -> None:
+        """Disconnect every client, close the listener and stop background
+        tasks. Safe to call again, and from several tasks at once."""
+        async with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if _running.get(self.name) is self:
+                del _running[self.name]
+            try:
+                await self._disconnect_clients()
+                await self.sio.shutdown()
+                await self._end_tasks()
+            finally:
+                await self._runner.cleanup()
+                self._restore()
+
+    async def _disconnect_clients(self) -> None:
+        # One at a time with a deadline: engineio waits for a socket's send
+        # queue to drain, which never happens if the client just went away.
+        async def disconnect(sid: str) -> None:
+            try:
+                await asyncio.wait_for(self.sio.eio.disconnect(sid), self._close_timeout)
+            except asyncio.TimeoutError:
+                self.sio.eio.sockets.pop(sid, None)
+
+        sids = list(self.sio.eio.sockets)
+        if sids:
+            await asyncio.gather(*(disconnect(sid) for sid in sids))
+
+    async def _end_tasks(self) -> None:
+        current = asyncio.current_task()
+        pending = [task for task in self._tasks if task is not current and not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _restore(self) -> None:
+        if "start_background_task" in self._saved:
+            del self.sio.eio.start_background_task
+        if "_trigger_event" in self._saved:
+            del self.sio._trigger_event  # back to the class's own method
+        if "logger" in self._saved:
+            self.sio.logger = self._saved["logger"]
+            self.sio.eio.logger = self._saved["eio_logger"]
+        self._saved.clear()
+
+    async def __aenter__(self) -> "RunningServer":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RunningServer {self.name!r} {state}>"
+
+
+class _Serving:
+    """What :func:`serve` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, start: Callable[[], Any]) -> None:
+        self._start = start
+        self._server: RunningServer | None = None
+
+    def __await__(self) -> Generator[Any, None, RunningServer]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> RunningServer:
+        self._server = await self._start()
+        return self._server
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        await self._server.stop()
+
+
+def serve(
+    sio: socketio.AsyncServer,
+    *,
+    name: str = "default",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    app: web.Application | None = None,
+    quiet: bool = True,
+    shutdown_timeout: float = 1.0,
+) -> _Serving:
+    """Start ``sio`` on the running event loop and return its handle.
+
+    :param sio: the ``socketio.AsyncServer`` to serve; its handlers may be
+        added before or after it starts.
+    :param name: a server started again under the same name replaces the old
+        one (which is stopped first), so a notebook cell can be re-run.
+    :param host: the address to listen on; 127.0.0.1 keeps it on this machine.
+    :param port: 0 (the default) picks a free port; a fixed port that another
+        program holds raises :class:`PortInUseError`.
+    :param app: an aiohttp application to attach to (to serve pages beside
+        Socket.IO); a new empty one by default.
+    :param quiet: keep engineio/socketio log lines in ``server.log`` instead
+        of printing them. Handler errors are reported either way.
+    :param shutdown_timeout: seconds ``stop()`` grants open HTTP connections.
+
+    Use ``server = await serve(sio)`` or ``async with serve(sio) as server:``.
+    """
+
+    async def start() -> RunningServer:
+        loop = asyncio.get_running_loop()
+        old = _running.pop(name, None)
+        if old is not None and old._loop is loop:
+            await old.stop()
+        for other in _running.values():
+            if other.sio is sio and other._loop is loop:
+                raise RuntimeError(
+                    f"this AsyncServer is already served as {other.name!r}; "
+                    f"stop that one first or start it under the same name"
+                )
+        server = RunningServer(
+            sio,
+            app if app is not None else web.Application(),
+            name=name,
+            host=host,
+            quiet=quiet,
+            shutdown_timeout=shutdown_timeout,
+        )
+        sio.attach(server.app)
+        await server._start(port)
+        _running[name] = server
+        return server
+
+    return _Serving(start)
+
+
+def running_servers() -> dict[str, RunningServer]:
+    """The servers started by :func:`serve` and not yet stopped, by name."""
+    return dict(_running)
+
+
+async def stop_all() -> None:
+    """Stop every server that :func:`serve` started on this event loop."""
+    loop = asyncio.get_running_loop()
+    for server in list(_running.values()):
+        if server._loop is loop:
+            await server.stop()

@@ -1,0 +1,53 @@
+"""A python-socketio client that logs every event it sends and receives.
+
+The lessons use it where the learner writes the client's handlers: it is a
+real ``socketio.AsyncClient`` (``@client.on(...)``, ``emit``, ``call`` work
+as documented there), whose ``log`` an event-log widget can show and whose
+``wait_for()`` lets a cell wait for an event instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from .events import EventLog
+
+__all__ = ["RecordingClient"]
+
+
+class RecordingClient(socketio.AsyncClient):
+    """``socketio.AsyncClient`` plus ``name``, ``log`` and ``wait_for``.
+
+    :param name: a label for the event-log widget and error messages.
+    """
+
+    def __init__(self, name: str = "client", **options: Any) -> None:
+        options.setdefault("handle_sigint", False)  # leave Ctrl-C to the kernel
+        super().__init__(**options)
+        self.name = name
+        self.log = EventLog()
+
+    async def emit(self, event: str, data: Any = None, namespace: str | None = None,
+                   callback: Any = None) -> None:
+        self.log.record("out", event, *(() if data is None else (data,)))
+        await super().emit(event, data, namespace=namespace, callback=callback)
+
+    async def _trigger_event(self, event: str, namespace: str, *args: Any) -> Any:
+        # Every incoming event passes here, whether or not it has a handler;
+        # connect_error and disconnect included.
+        self.log.record("in", event, *args)
+        return await super()._trigger_event(event, namespace, *args)
+
+    async def wait_for(self, event: str, *, count: int = 1, timeout: float = 5.0) -> int:
+        """Wait until ``event`` has arrived ``count`` times in all."""
+        return await self.log.wait_for(event, count=count, timeout=timeout)
+
+    def received(self, event: str) -> list[tuple[Any, ...]]:
+        """The data of every ``event`` received and still in the log."""
+        return [e.data for e in self.log.entries if e.direction == "in" and e.event == event]
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "disconnected"
+        return f"<RecordingClient {self.name!r} {state}>"

@@ -1,0 +1,92 @@
+"""The rules the chat server holds every client's input to.
+
+Each check returns the cleaned value or raises :class:`Refused` with a
+sentence a learner can act on. Nothing here knows about sockets.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Limits", "Refused", "check_message", "check_name", "check_room", "describe"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sizes the chat server accepts, in characters."""
+
+    name: int = 32
+    message: int = 2000
+    room: int = 32
+
+
+class Refused(Exception):
+    """An event the server will not act on, and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe(value: Any) -> str:
+    """Name a JSON value's type the way a JavaScript programmer would."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__  # binary data and the like
+
+
+def _check_characters(text: str, what: str, allowed: str = "") -> None:
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise Refused(f"{what} contains an unpaired surrogate (invalid UTF-16)")
+        if category == "Cc" and char not in allowed:
+            raise Refused(f"{what} contains the control character U+{ord(char):04X}")
+
+
+def _check_label(value: Any, what: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise Refused(f"{what} must be a string, not {describe(value)}")
+    label = value.strip()
+    if not label:
+        raise Refused(f"{what} must not be empty")
+    if len(label) > limit:
+        raise Refused(f"{what} is {len(label)} characters long; the limit is {limit}")
+    _check_characters(label, what)
+    return label
+
+
+def check_name(value: Any, limits: Limits = Limits()) -> str:
+    """A user name: a string, trimmed, not empty, at most ``limits.name``."""
+    return _check_label(value, "the user name", limits.name)
+
+
+def check_room(value: Any, limits: Limits = Limits()) -> str:
+    """A room name: the same rules as a user name, ``limits.room`` long."""
+    return _check_label(value, "the room name", limits.room)
+
+
+def check_message(value: Any, limits: Limits = Limits()) -> str:
+    """A message: a string of at most ``limits.message`` characters that is
+    not only white space. It is kept as sent (its spacing may matter)."""
+    if not isinstance(value, str):
+        raise Refused(f"the message must be a string, not {describe(value)}")
+    if not value.strip():
+        raise Refused("the message must not be empty")
+    if len(value) > limits.message:
+        raise Refused(
+            f"the message is {len(value)} characters long; the limit is {limits.message}")
+    _check_characters(value, "the message", allowed="\n\t")
+    return value

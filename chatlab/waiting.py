@@ -1,0 +1,57 @@
+"""Awaiting a condition on state that socket handlers change: no sleeps.
+
+Whatever owns the state calls :meth:`Changes.notify` after each change;
+waiters re-check their predicate then, and give up with a clear
+:class:`WaitTimeout` when their time runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, TypeVar
+
+__all__ = ["Changes", "WaitTimeout"]
+
+T = TypeVar("T")
+
+
+class WaitTimeout(TimeoutError):
+    """A wait ran out of time before its condition came true."""
+
+
+class Changes:
+    """Notifies waiters that some state changed."""
+
+    def __init__(self) -> None:
+        self._waiters: list[tuple[Callable[[], object], asyncio.Future[object]]] = []
+
+    def notify(self) -> None:
+        """Re-check every waiter's condition (call after each change)."""
+        for predicate, future in list(self._waiters):
+            if future.done():
+                continue
+            try:
+                value = predicate()
+            except Exception as exc:  # a broken predicate fails its waiter only
+                future.set_exception(exc)
+                continue
+            if value:
+                future.set_result(value)
+
+    async def wait_until(
+        self, predicate: Callable[[], T], *, timeout: float = 5.0, what: str = "the condition holds"
+    ) -> T:
+        """Return ``predicate()``'s first truthy value, checking now and after
+        each change; raise :class:`WaitTimeout` after ``timeout`` seconds."""
+        value = predicate()
+        if value:
+            return value
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)  # type: ignore[return-value]
+        except asyncio.TimeoutError:
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting until {what}") from None
+        finally:
+            self._waiters.remove(entry)
