@@ -133,6 +133,8 @@ class RunningServer:
         self._stopped = False
         self._saved: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._requests: set[asyncio.Task[Any]] = set()
+        app.middlewares.append(self._track_request)
 
     @property
     def url(self) -> str:
@@ -159,10 +161,24 @@ class RunningServer:
                 ) from None
             raise
         self.port = self._runner.addresses[0][1]
+        self._saved["start_service_task"] = self.sio.eio.start_service_task
         self._track_tasks()
         self._watch_handlers()
         if self._quiet:
             self._keep_logs()
+
+    @web.middleware
+    async def _track_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # Each HTTP request (a long poll, or a whole websocket session) runs
+        # in a task of aiohttp's; knowing them lets stop() wait for them to
+        # end instead of leaving them to be cancelled after it returns.
+        task = asyncio.current_task()
+        assert task is not None
+        self._requests.add(task)
+        try:
+            return await handler(request)
+        finally:
+            self._requests.discard(task)
 
     def _track_tasks(self) -> None:
         # Every task python-socketio and engineio start (event handlers,
@@ -246,8 +262,9 @@ class RunningServer:
                 del _running[self.name]
             try:
                 await self._disconnect_clients()
+                await self._end_requests()
                 await self.sio.shutdown()
-                await self._end_tasks()
+                await self._end_tasks(self._tasks)
             finally:
                 await self._runner.cleanup()
                 self._restore()
@@ -265,14 +282,30 @@ class RunningServer:
         if sids:
             await asyncio.gather(*(disconnect(sid) for sid in sids))
 
-    async def _end_tasks(self) -> None:
+    async def _end_requests(self) -> None:
+        # Told to close, clients end their websockets and long polls within
+        # a round trip; a client that does not answer is cut off.
+        pending = [task for task in self._requests if task is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=self._close_timeout)
+        await self._end_tasks(self._requests)
+
+    @staticmethod
+    async def _end_tasks(tasks: set[asyncio.Task[Any]]) -> None:
         current = asyncio.current_task()
-        pending = [task for task in self._tasks if task is not current and not task.done()]
+        pending = [task for task in tasks if task is not current and not task.done()]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
     def _restore(self) -> None:
+        if "start_service_task" in self._saved:
+            # engineio's shutdown() is one-way: it stops the task that pings
+            # clients and never starts it again. Reset it, so that the same
+            # AsyncServer served again (a re-run cell) still drops dead clients.
+            self.sio.eio.start_service_task = self._saved["start_service_task"]
+            self.sio.eio.service_task_event = None
+            self.sio.eio.service_task_handle = None
         if "start_background_task" in self._saved:
             del self.sio.eio.start_background_task
         if "_trigger_event" in self._saved:

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real chat server on 127.0.0.1 and clients for it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+import chatlab
+from chatlab import ChatClient, ChatServer, RecordingClient, RunningServer
+
+_names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+async def no_tasks_left() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running on its loop. python-socketio's
+    client ends its own tasks a moment after disconnect() returns, so they
+    get a few seconds; anything still pending then is a leak."""
+    before = asyncio.all_tasks()
+    yield
+    leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
+    if leftover:
+        _, pending = await asyncio.wait(leftover, timeout=5)
+        assert not pending, f"tasks left running: {pending}"
+
+
+@pytest.fixture
+async def chat() -> AsyncIterator[ChatServer]:
+    """A chat server, running (its handle is ``chat.running``)."""
+    server = ChatServer()
+    server.running = await server.serve(name=f"test-chat-{next(_names)}")  # type: ignore[attr-defined]
+    yield server
+    await chatlab.shutdown()
+    assert not chatlab.running_servers()
+
+
+@pytest.fixture
+def chat_server(chat: ChatServer) -> RunningServer:
+    return chat.running  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def user(chat_server: RunningServer) -> Callable[..., Awaitable[ChatClient]]:
+    """``await user("ann")``: a ChatClient connected and joined as ann;
+    ``await user()``: connected but not joined."""
+
+    async def make(name: str | None = None, **options: object) -> ChatClient:
+        client = ChatClient(chat_server.url, **options)  # type: ignore[arg-type]
+        await client.connect()
+        if name is not None:
+            await client.add_user(name)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def raw(chat_server: RunningServer) -> AsyncIterator[Callable[..., Awaitable[RecordingClient]]]:
+    """``await raw("ann")``: a plain python-socketio client (recording every
+    event) connected to the chat, for checking the protocol byte for byte."""
+    clients: list[RecordingClient] = []
+
+    async def make(name: str = "raw", transports: list[str] | None = None) -> RecordingClient:
+        client = RecordingClient(name)
+        await client.connect(chat_server.url, transports=transports)
+        clients.append(client)
+        return client
+
+    yield make
+    # Disconnected here; the chat fixture's shutdown then stops the server.
+    for client in clients:
+        await client.disconnect()

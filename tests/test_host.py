@@ -1,0 +1,231 @@
+"""chatlab.serve runs a learner's own AsyncServer on the running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import aiohttp
+import pytest
+import socketio
+
+import chatlab
+from chatlab import PortInUseError, RecordingClient, serve
+
+
+def make_sio() -> socketio.AsyncServer:
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+
+    @sio.event
+    async def echo(sid, data=None):
+        return data
+
+    return sio
+
+
+async def refuses_connections(url: str) -> bool:
+    async with aiohttp.ClientSession() as session:
+        try:
+            await session.get(f"{url}/socket.io/?EIO=4&transport=polling")
+        except aiohttp.ClientConnectionError:
+            return True
+    return False
+
+
+@pytest.fixture(autouse=True)
+async def no_servers_left():
+    yield
+    await chatlab.shutdown()
+    assert chatlab.running_servers() == {}
+
+
+async def test_serves_on_a_free_port_of_127_0_0_1_and_stops():
+    server = await serve(make_sio(), name="basic")
+    assert server.url == f"http://127.0.0.1:{server.port}" and server.port > 0
+    assert chatlab.running_servers() == {"basic": server}
+    client = RecordingClient()
+    await client.connect(server.url)
+    assert await client.call("echo", {"x": 1}, timeout=5) == {"x": 1}
+    await server.stop()
+    assert not server.running
+    await client.wait_for("disconnect")
+    assert await refuses_connections(server.url)
+    await server.stop()  # idempotent
+    await client.disconnect()
+
+
+async def test_stop_from_several_tasks_at_once():
+    server = await serve(make_sio(), name="concurrent")
+    await asyncio.gather(server.stop(), server.stop(), server.stop())
+    assert not server.running
+
+
+async def test_async_with_stops_on_exit():
+    async with serve(make_sio(), name="scoped") as server:
+        assert server.running
+    assert not server.running
+    assert await refuses_connections(server.url)
+
+
+async def test_rerunning_under_the_same_name_replaces_the_old_server():
+    sio = make_sio()
+    first = await serve(sio, name="cell")
+    client = RecordingClient()
+    await client.connect(first.url)
+    # the learner re-runs the cell: same name, maybe the same sio object
+    second = await serve(sio, name="cell")
+    assert not first.running and second.running
+    assert chatlab.running_servers() == {"cell": second}
+    assert await refuses_connections(first.url)
+    await client.wait_for("disconnect")
+    await client.connect(second.url)
+    assert await client.call("echo", "again", timeout=5) == "again"
+    await client.disconnect()
+
+
+async def test_rerunning_on_the_same_fixed_port_does_not_fail():
+    first = await serve(make_sio(), name="fixed")
+    port = first.port
+    second = await serve(make_sio(), name="fixed", port=port)
+    assert second.port == port and not first.running
+
+
+async def test_one_sio_under_two_names_is_refused_clearly():
+    sio = make_sio()
+    await serve(sio, name="one")
+    with pytest.raises(RuntimeError, match="already served as 'one'"):
+        await serve(sio, name="two")
+
+
+async def test_a_fixed_port_taken_by_another_program_raises_a_clear_error():
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use"):
+            await serve(make_sio(), name="clash", port=port)
+    assert chatlab.running_servers() == {}
+
+
+class ClientLoop:
+    """Clients on an event loop of their own, in a thread, so that the
+    server's loop holds only the server's tasks (as when clients live
+    elsewhere)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    async def run(self, coroutine):
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    async def close(self) -> None:
+        async def settle() -> None:
+            # python-socketio's client leaves its write loop waiting for a
+            # while after the server hung up; end it rather than wait.
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        await self.run(settle())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+async def test_stop_leaves_no_tasks_with_clients_still_connected():
+    before = asyncio.all_tasks()
+    server = await serve(make_sio(), name="busy")
+    elsewhere = ClientLoop()
+    clients = [RecordingClient(f"c{i}", reconnection=False) for i in range(3)]
+    try:
+        for i, client in enumerate(clients):
+            transports = ["polling"] if i == 0 else None
+            await elsewhere.run(client.connect(server.url, transports=transports))
+            assert await elsewhere.run(client.call("echo", i, timeout=5)) == i
+        await server.stop()
+        assert asyncio.all_tasks() - before == set()
+        for client in clients:
+            await elsewhere.run(client.wait_for("disconnect"))
+    finally:
+        for client in clients:
+            await elsewhere.run(client.disconnect())
+        await elsewhere.close()
+
+
+async def test_handler_errors_are_recorded_with_a_hint(caplog):
+    sio = make_sio()
+
+    @sio.event
+    async def needs_data(sid, data):
+        return data
+
+    @sio.event
+    async def broken(sid, data=None):
+        raise ValueError("bad handler")
+
+    server = await serve(sio, name="errors")
+    client = RecordingClient()
+    await client.connect(server.url)
+    await client.emit("needs_data")
+    await client.emit("broken", 1)
+    errors = await server.wait_for_errors(2)
+    by_event = {error.event: error for error in errors}
+    assert "give the data parameter a default" in str(by_event["needs_data"])
+    assert "async def needs_data(sid, data=None)" in str(by_event["needs_data"])
+    assert str(by_event["broken"]) == "the handler for 'broken' raised ValueError: bad handler"
+    assert by_event["broken"].sid == client.get_sid()
+    assert "chatlab server 'errors'" in caplog.text
+    with pytest.raises(RuntimeError, match="needs_data"):
+        server.raise_errors()
+    # the server goes on serving
+    assert await client.call("echo", "ok", timeout=5) == "ok"
+    await client.disconnect()
+
+
+async def test_a_failing_connect_handler_refuses_and_is_recorded():
+    sio = make_sio()
+
+    @sio.event
+    async def connect(sid, environ, auth=None):
+        if auth == "crash":
+            raise KeyError("oops")
+        if auth != "let me in":
+            raise socketio.exceptions.ConnectionRefusedError("wrong password")
+
+    server = await serve(sio, name="gate")
+    client = RecordingClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, auth="nope")
+    assert client.received("connect_error") == [({"message": "wrong password"},)]
+    assert server.errors == [], "refusing on purpose is not an error"
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, auth="crash")
+    [error] = await server.wait_for_errors(1)
+    assert error.event == "connect" and isinstance(error.exception, KeyError)
+    await client.connect(server.url, auth="let me in")
+    await client.disconnect()
+
+
+async def test_quiet_servers_keep_library_log_lines_off_stderr(capfd):
+    server = await serve(make_sio(), name="quiet")
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(
+            f"{server.url}/socket.io/?EIO=4&transport=polling",
+            headers={"Origin": "https://foreign.example"})
+        assert response.status == 400
+    assert capfd.readouterr().err == ""
+    assert any("not an accepted origin" in line for line in server.log)
+
+
+async def test_stopping_restores_the_server_object():
+    sio = make_sio()
+    dispatcher = sio._trigger_event
+    server = await serve(sio, name="restore")
+    assert sio._trigger_event != dispatcher
+    await server.stop()
+    assert sio._trigger_event == dispatcher
+    assert "start_background_task" not in vars(sio.eio)
