@@ -241,7 +241,7 @@ class ChatClient:
     async def disconnect(self) -> None:
         """Leave the chat and close the connection (safe to call again)."""
         self._wanted_name = None
-        await self.sio.disconnect()
+        await self.sio.shutdown()  # also ends a reconnection in progress
         for task in list(self._tasks):
             task.cancel()
         if self.state != "disconnected":

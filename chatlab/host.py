@@ -121,7 +121,6 @@ class RunningServer:
         self.error_callbacks: list[Callable[[HandlerError], Any]] = []
         self._error_changes = Changes()
         self._quiet = quiet
-        self._close_timeout = max(shutdown_timeout, 0.1)
         self._runner = web.AppRunner(
             app,
             access_log=None,
@@ -261,33 +260,24 @@ class RunningServer:
             if _running.get(self.name) is self:
                 del _running[self.name]
             try:
-                await self._disconnect_clients()
-                await self._end_requests()
+                await self._drop_clients()
                 await self.sio.shutdown()
                 await self._end_tasks(self._tasks)
             finally:
                 await self._runner.cleanup()
                 self._restore()
 
-    async def _disconnect_clients(self) -> None:
-        # One at a time with a deadline: engineio waits for a socket's send
-        # queue to drain, which never happens if the client just went away.
-        async def disconnect(sid: str) -> None:
-            try:
-                await asyncio.wait_for(self.sio.eio.disconnect(sid), self._close_timeout)
-            except asyncio.TimeoutError:
-                self.sio.eio.sockets.pop(sid, None)
-
-        sids = list(self.sio.eio.sockets)
-        if sids:
-            await asyncio.gather(*(disconnect(sid) for sid in sids))
-
-    async def _end_requests(self) -> None:
-        # Told to close, clients end their websockets and long polls within
-        # a round trip; a client that does not answer is cut off.
-        pending = [task for task in self._requests if task is not asyncio.current_task()]
-        if pending:
-            await asyncio.wait(pending, timeout=self._close_timeout)
+    async def _drop_clients(self) -> None:
+        # Like stopping a Node.js Socket.IO server: every connection ends and
+        # the server's disconnect handlers run, but no goodbye packet is sent,
+        # so clients see "transport close" and reconnect if they are set to
+        # (to this server started again), rather than being sent away for good.
+        eio = self.sio.eio
+        for socket in list(eio.sockets.values()):
+            await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+        eio.sockets.clear()
+        # Ending each request's task (a long poll, or a websocket session)
+        # closes its transport, and no task of theirs outlives stop().
         await self._end_tasks(self._requests)
 
     @staticmethod

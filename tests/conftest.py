@@ -72,4 +72,4 @@ async def raw(chat_server: RunningServer) -> AsyncIterator[Callable[..., Awaitab
     yield make
     # Disconnected here; the chat fixture's shutdown then stops the server.
     for client in clients:
-        await client.disconnect()
+        await client.shutdown()

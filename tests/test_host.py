@@ -52,7 +52,7 @@ async def test_serves_on_a_free_port_of_127_0_0_1_and_stops():
     await client.wait_for("disconnect")
     assert await refuses_connections(server.url)
     await server.stop()  # idempotent
-    await client.disconnect()
+    await client.shutdown()
 
 
 async def test_stop_from_several_tasks_at_once():
@@ -71,7 +71,7 @@ async def test_async_with_stops_on_exit():
 async def test_rerunning_under_the_same_name_replaces_the_old_server():
     sio = make_sio()
     first = await serve(sio, name="cell")
-    client = RecordingClient()
+    client = RecordingClient(reconnection=False)
     await client.connect(first.url)
     # the learner re-runs the cell: same name, maybe the same sio object
     second = await serve(sio, name="cell")
@@ -81,7 +81,7 @@ async def test_rerunning_under_the_same_name_replaces_the_old_server():
     await client.wait_for("disconnect")
     await client.connect(second.url)
     assert await client.call("echo", "again", timeout=5) == "again"
-    await client.disconnect()
+    await client.shutdown()
 
 
 async def test_rerunning_on_the_same_fixed_port_does_not_fail():
@@ -152,7 +152,7 @@ async def test_stop_leaves_no_tasks_with_clients_still_connected():
             await elsewhere.run(client.wait_for("disconnect"))
     finally:
         for client in clients:
-            await elsewhere.run(client.disconnect())
+            await elsewhere.run(client.shutdown())
         await elsewhere.close()
 
 
@@ -183,7 +183,7 @@ async def test_handler_errors_are_recorded_with_a_hint(caplog):
         server.raise_errors()
     # the server goes on serving
     assert await client.call("echo", "ok", timeout=5) == "ok"
-    await client.disconnect()
+    await client.shutdown()
 
 
 async def test_a_failing_connect_handler_refuses_and_is_recorded():
@@ -207,7 +207,7 @@ async def test_a_failing_connect_handler_refuses_and_is_recorded():
     [error] = await server.wait_for_errors(1)
     assert error.event == "connect" and isinstance(error.exception, KeyError)
     await client.connect(server.url, auth="let me in")
-    await client.disconnect()
+    await client.shutdown()
 
 
 async def test_quiet_servers_keep_library_log_lines_off_stderr(capfd):

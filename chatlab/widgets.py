@@ -1,0 +1,403 @@
+"""ipywidgets views over a chat client and an event log.
+
+The widgets hold no chat logic. A click or Enter calls the client; the
+client emits, the server answers, the client's handlers update its state and
+notify its subscribers; the widget then re-renders the part that changed.
+That makes every widget a live view of what the client knows, whichever
+task (a cell, a socket handler) changed it.
+
+Everything a user typed is escaped before it reaches an HTML widget: the
+frontend sets its value as ``innerHTML``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import html
+import json
+from typing import Any
+
+import ipywidgets as W
+
+from .client import ChatClient, ChatRefused, Message
+from .events import EventLog, LogEntry
+from .waiting import WaitTimeout
+
+__all__ = ["ChatWidget", "EventLogWidget", "SideBySide", "side_by_side"]
+
+# One stylesheet for both widgets, scoped by their classes. JupyterLab's
+# theme variables keep it readable in the dark theme too.
+_STYLE = """<style>
+.chatlab-chat, .chatlab-log { font-family: var(--jp-ui-font-family, sans-serif);
+  font-size: 13px; border: 1px solid var(--jp-border-color2, #ddd);
+  border-radius: 8px; padding: 8px; background: var(--jp-layout-color1, #fff); }
+.chatlab-chat .widget-html-content, .chatlab-log .widget-html-content {
+  line-height: 1.35; }
+.chatlab-head { display: flex; justify-content: space-between; align-items: baseline;
+  gap: 8px; padding-bottom: 4px; border-bottom: 1px solid var(--jp-border-color2, #eee); }
+.chatlab-name { font-weight: 600; font-size: 14px; }
+.chatlab-state::before { content: "\\25CF "; }
+.chatlab-state-connected { color: #2e7d32; }
+.chatlab-state-connecting { color: #ef6c00; }
+.chatlab-state-disconnected { color: #9e9e9e; }
+.chatlab-rooms { color: var(--jp-ui-font-color2, #666); font-size: 12px; }
+.chatlab-list { display: flex; flex-direction: column; gap: 4px; padding: 4px 2px; }
+.chatlab-msg { max-width: 80%; padding: 4px 9px; border-radius: 12px;
+  align-self: flex-start; background: var(--jp-layout-color2, #eef0f3);
+  border-bottom-left-radius: 3px; }
+.chatlab-msg.chatlab-mine { align-self: flex-end; background: #d6ebff;
+  color: #10233d; border-bottom-left-radius: 12px; border-bottom-right-radius: 3px; }
+.chatlab-meta { font-size: 11px; opacity: 0.75; }
+.chatlab-text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.chatlab-tag { margin-left: 4px; padding: 0 5px; border-radius: 6px;
+  background: rgba(0, 0, 0, 0.08); }
+.chatlab-empty { color: var(--jp-ui-font-color3, #999); font-style: italic; padding: 4px; }
+.chatlab-users-title { font-weight: 600; font-size: 12px; margin-bottom: 2px; }
+.chatlab-users ul { list-style: none; margin: 0; padding: 0; }
+.chatlab-users li { overflow-wrap: anywhere; }
+.chatlab-users li::before { content: "\\25CF "; color: #2e7d32; font-size: 10px; }
+.chatlab-you { color: var(--jp-ui-font-color2, #666); font-size: 11px; }
+.chatlab-status { color: #c62828; font-size: 12px; min-height: 1.35em; }
+.chatlab-log-title { font-weight: 600; padding-bottom: 4px; }
+.chatlab-row { font-family: var(--jp-code-font-family, monospace); font-size: 12px;
+  white-space: pre-wrap; overflow-wrap: anywhere; }
+.chatlab-time { color: var(--jp-ui-font-color3, #999); }
+.chatlab-in { color: #1565c0; }
+.chatlab-out { color: #6a1b9a; }
+.chatlab-event { font-weight: 600; }
+</style>"""
+
+_DATA_CHARS = 120  # the longest event data an event-log row shows
+
+
+def _style() -> W.HTML:
+    # A <style> applies wherever it sits in the page, so its own widget can
+    # be hidden and take no room.
+    return W.HTML(_STYLE, layout=W.Layout(display="none"))
+
+
+def _scroller(height: str) -> W.Layout:
+    # column-reverse starts the scroll at the bottom (the newest entry) and
+    # keeps it there when the content is replaced.
+    return W.Layout(height=height, overflow="auto", display="flex",
+                    flex_flow="column-reverse")
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _refusal(error: dict[str, Any]) -> str:
+    event, reason = error.get("event"), error.get("reason", error)
+    return f"the server refused {event!r}: {reason}" if event else str(reason)
+
+
+class ChatWidget(W.VBox):
+    """A chat window for one :class:`~chatlab.ChatClient`.
+
+    :param client: the client to show and to send with.
+    :param max_messages: how many of the newest messages to show.
+
+    It shows the user's name and connection state, the messages (your own on
+    the right), a text box with a Send button (Enter sends too), the active
+    users and the latest problem: an ``error`` from the server or a failed
+    send. To drive it from Python, set ``text.value`` and call
+    ``send_button.click()``, or ``await submit("hi")``.
+    """
+
+    def __init__(self, client: ChatClient, *, max_messages: int = 200, **box_options: Any) -> None:
+        self.text = W.Text(placeholder="Type a message and press Enter",
+                           layout=W.Layout(flex="1 1 auto", width="auto"))
+        self.send_button = W.Button(description="Send", button_style="primary",
+                                    tooltip="send the message to everyone",
+                                    layout=W.Layout(width="72px"))
+        self._header = W.HTML()
+        self._messages = W.HTML(layout=_scroller("260px"))
+        self._users = W.HTML(layout=W.Layout(width="130px", min_width="90px",
+                                             overflow="auto", height="260px"))
+        self._status = W.HTML()
+        self._users.add_class("chatlab-users")
+        main = W.VBox([self._messages, W.HBox([self.text, self.send_button])],
+                      layout=W.Layout(flex="1 1 auto", min_width="0"))
+        box_options.setdefault("layout", W.Layout(
+            flex="1 1 360px", min_width="280px", max_width="560px", margin="4px"))
+        super().__init__(
+            [_style(), self._header, W.HBox([main, self._users]), self._status],
+            **box_options)
+        self.add_class("chatlab-chat")
+        self.client = client
+        self.max_messages = max_messages
+        self._name: str | None = None  # the last name known, kept after a disconnect
+        self._problem = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._render_all()
+        if client.errors:
+            self._set_problem(_refusal(client.errors[-1]))
+        client.subscribe(self._on_change)
+        self.send_button.on_click(self._on_click)
+        # Enter in a Text box reaches the kernel as the custom message
+        # {"event": "submit"}; on_submit() would say the same but warns that
+        # it is deprecated, and the warning would land in the notebook.
+        self.text.on_msg(self._on_text_msg)
+
+    # -- sending ------------------------------------------------------------
+
+    async def submit(self, text: str | None = None) -> None:
+        """Send ``text``, or else the text box's value, to everyone.
+
+        The box is cleared once the server accepts the message it held. A
+        refused or failed send leaves the box as it was and shows why in the
+        status line; it is not raised, as a click could not catch it either.
+        """
+        from_box = text is None
+        message = self.text.value if text is None else text
+        try:
+            await self.client.send(message)
+        except (ChatRefused, WaitTimeout, ConnectionError) as exc:
+            self._set_problem(str(exc))
+            return
+        self._set_problem("")
+        # Typing may have gone on while the send was on its way: keep that.
+        if from_box and self.text.value == message:
+            self.text.value = ""
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until the sends started by clicks and Enter have finished
+        (their outcome is in the text box and the status line)."""
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            if pending:
+                raise WaitTimeout(f"timed out after {timeout:g} s waiting for a send to finish")
+
+    def _on_click(self, _button: W.Button) -> None:
+        self._start_submit()
+
+    def _on_text_msg(self, _text: W.Text, content: dict[str, Any], _buffers: list[Any]) -> None:
+        if content.get("event") == "submit":
+            self._start_submit()
+
+    def _start_submit(self) -> None:
+        # Widget callbacks are plain functions; the send runs as a task on
+        # the loop that runs the kernel (and the client).
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._set_problem("no event loop is running here: use `await widget.submit()`")
+            return
+        task = loop.create_task(self.submit())
+        self._tasks.add(task)  # a task nobody references may be collected
+        task.add_done_callback(self._submit_done)
+
+    def _submit_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()  # retrieved: never "unretrieved"
+        if exc is not None:
+            self._set_problem(f"sending failed: {type(exc).__name__}: {exc}")
+
+    # -- rendering ----------------------------------------------------------
+
+    # What to re-render after each kind of change the client reports.
+    _PARTS = {
+        "state": ("_render_header", "_render_users"),  # a disconnect empties the users
+        "me": ("_render_header", "_render_users"),  # "(you)" follows the name
+        "rooms": ("_render_header",),
+        "users": ("_render_users",),
+        "messages": ("_render_messages",),
+        "errors": ("_render_error",),
+    }
+
+    def _on_change(self, client: ChatClient, what: str) -> None:
+        for part in self._PARTS.get(what, ("_render_all",)):
+            getattr(self, part)()
+
+    def _render_all(self) -> None:
+        self._render_header()
+        self._render_users()
+        self._render_messages()
+
+    def _label(self) -> str | None:
+        name = self.client.name or self.client._wanted_name
+        if name:
+            self._name = name
+        return self._name
+
+    def _render_header(self) -> None:
+        name, state = self._label(), self.client.state
+        shown = _e(name) if name else '<i>no name yet</i>'
+        rooms = "".join(f'<span class="chatlab-tag">#{_e(r)}</span>' for r in self.client.rooms)
+        self._header.value = (
+            f'<div class="chatlab-head"><span class="chatlab-name">{shown}</span>'
+            f'<span class="chatlab-rooms">{rooms}</span>'
+            f'<span class="chatlab-state chatlab-state-{_e(state)}">{_e(state)}</span></div>')
+
+    def _render_users(self) -> None:
+        me = self.client.name
+        you = ' <span class="chatlab-you">(you)</span>'
+        rows = "".join(f"<li>{_e(u)}{you if u == me else ''}</li>" for u in self.client.users)
+        self._users.value = (
+            f'<div class="chatlab-users-title">Active users ({len(self.client.users)})</div>'
+            f'<ul>{rows}</ul>')
+
+    def _render_messages(self) -> None:
+        shown = self.client.messages[-self.max_messages:] if self.max_messages > 0 else []
+        rows = "".join(self._render_message(m) for m in shown) or \
+            '<div class="chatlab-empty">no messages yet</div>'
+        self._messages.value = f'<div class="chatlab-list">{rows}</div>'
+
+    @staticmethod
+    def _render_message(message: Message) -> str:
+        tags = ""
+        if message.room is not None:
+            tags = f'<span class="chatlab-tag">#{_e(message.room)}</span>'
+        elif message.to is not None:
+            tags = f'<span class="chatlab-tag">direct to {_e(message.to)}</span>'
+        mine = " chatlab-mine" if message.mine else ""
+        sender = "you" if message.mine else _e(message.user)
+        return (f'<div class="chatlab-msg{mine}"><div class="chatlab-meta">{sender}{tags}</div>'
+                f'<div class="chatlab-text">{_e(message.text)}</div></div>')
+
+    def _render_error(self) -> None:
+        if self.client.errors:
+            self._set_problem(_refusal(self.client.errors[-1]))
+
+    def _set_problem(self, text: str) -> None:
+        self._problem = text
+        self._status.value = f'<div class="chatlab-status">{"⚠ " + _e(text) if text else ""}</div>'
+
+    @property
+    def status(self) -> str:
+        """The status line's text: the latest problem, or ``""``."""
+        return self._problem
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop following the client and close the widget and its parts."""
+        if not self._closed:
+            self._closed = True
+            self.client.unsubscribe(self._on_change)
+            for child in _descendants(self):
+                child.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        name = self._name or self.client.name or self.client._wanted_name
+        return f"ChatWidget({name!r})" if name else "ChatWidget(no name yet)"
+
+
+class EventLogWidget(W.VBox):
+    """Every event a client sent (→) and received (←), live.
+
+    :param log: the :class:`~chatlab.EventLog` to show, e.g. ``client.log``.
+    :param title: the heading (the client's name, say).
+    :param limit: how many of the newest events to show.
+
+    Each row shows the seconds since the first event, the direction, the
+    event's name and its data as compact JSON, cut at 120 characters.
+    """
+
+    def __init__(self, log: EventLog, *, title: str = "events", limit: int = 50,
+                 **box_options: Any) -> None:
+        self._rows = W.HTML(layout=_scroller("220px"))
+        box_options.setdefault("layout", W.Layout(
+            flex="1 1 320px", min_width="240px", max_width="560px", margin="4px"))
+        super().__init__(
+            [_style(), W.HTML(f'<div class="chatlab-log-title">{_e(title)}</div>'), self._rows],
+            **box_options)
+        self.add_class("chatlab-log")
+        self.event_log = log  # not .log: every widget's .log is its logger
+        self.title = title
+        self.limit = limit
+        self._start: float | None = log.entries[0].time if log.entries else None
+        self._lines: collections.deque[str] = collections.deque(maxlen=max(limit, 0))
+        self._closed = False
+        for entry in list(log.entries)[-limit:] if limit > 0 else []:
+            self._lines.append(self._render_entry(entry))
+        self._render()
+        log.subscribe(self._on_entry)
+
+    @classmethod
+    def for_client(cls, client: Any, *, limit: int = 50, **box_options: Any) -> "EventLogWidget":
+        """The event log of a :class:`~chatlab.ChatClient` or a
+        :class:`~chatlab.RecordingClient`, titled with its name."""
+        name = getattr(client, "name", None) or getattr(client, "_wanted_name", None)
+        return cls(client.log, title=str(name or "events"), limit=limit, **box_options)
+
+    def _on_entry(self, entry: LogEntry) -> None:
+        self._lines.append(self._render_entry(entry))
+        self._render()
+
+    def _render(self) -> None:
+        rows = "".join(self._lines) or '<div class="chatlab-empty">no events yet</div>'
+        self._rows.value = f"<div>{rows}</div>"
+
+    def _render_entry(self, entry: LogEntry) -> str:
+        if self._start is None:
+            self._start = entry.time
+        arrow, kind = ("←", "in") if entry.direction == "in" else ("→", "out")
+        data = compact_json(entry.data)
+        return (f'<div class="chatlab-row"><span class="chatlab-time">'
+                f'{entry.time - self._start:7.3f}s</span> '
+                f'<span class="chatlab-{kind}">{arrow}</span> '
+                f'<span class="chatlab-event">{_e(entry.event)}</span>'
+                f'{" " + _e(data) if data else ""}</div>')
+
+    def close(self) -> None:
+        """Stop following the log and close the widget and its parts."""
+        if not self._closed:
+            self._closed = True
+            self.event_log.unsubscribe(self._on_entry)
+            for child in _descendants(self):
+                child.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"EventLogWidget({self.title!r})"
+
+
+class SideBySide(W.HBox):
+    """Widgets in a row that wraps onto new lines when the page is narrow."""
+
+    def __init__(self, *widgets: W.Widget, **box_options: Any) -> None:
+        box_options.setdefault("layout", W.Layout(
+            display="flex", flex_flow="row wrap", align_items="flex-start", width="100%"))
+        super().__init__(list(widgets), **box_options)
+
+    def __repr__(self) -> str:
+        count = len(self.children)
+        return f"SideBySide({count} widget{'' if count == 1 else 's'})"
+
+
+def side_by_side(*widgets: W.Widget) -> SideBySide:
+    """Lay ``widgets`` out in a row, e.g. one :class:`ChatWidget` per user."""
+    return SideBySide(*widgets)
+
+
+def compact_json(data: tuple[Any, ...], limit: int = _DATA_CHARS) -> str:
+    """An event's data (its arguments) as one line of JSON, at most
+    ``limit`` characters: one argument as itself, several as a list."""
+    if not data:
+        return ""
+    value: Any = data[0] if len(data) == 1 else list(data)
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_unjsonable)
+    except (TypeError, ValueError):  # e.g. keys that are not strings
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _unjsonable(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    return repr(value)
+
+
+def _descendants(box: W.Box) -> list[W.Widget]:
+    found: list[W.Widget] = []
+    for child in box.children:
+        if isinstance(child, W.Box):
+            found.extend(_descendants(child))
+        found.append(child)
+    return found
