@@ -363,6 +363,15 @@ def serve(
     Use ``server = await serve(sio)`` or ``async with serve(sio) as server:``.
     """
 
+    if not isinstance(sio, socketio.AsyncServer):
+        raise TypeError(
+            f"chatlab.serve needs a socketio.AsyncServer, not {type(sio).__name__}: "
+            f"create it with socketio.AsyncServer(async_mode='aiohttp')")
+    if sio.async_mode != "aiohttp":
+        raise ValueError(
+            f"this AsyncServer uses async_mode={sio.async_mode!r}; chatlab runs it on "
+            f"aiohttp, so create it with socketio.AsyncServer(async_mode='aiohttp')")
+
     async def start() -> RunningServer:
         loop = asyncio.get_running_loop()
         old = _running.pop(name, None)

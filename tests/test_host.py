@@ -229,3 +229,10 @@ async def test_stopping_restores_the_server_object():
     await server.stop()
     assert sio._trigger_event == dispatcher
     assert "start_background_task" not in vars(sio.eio)
+
+
+async def test_servers_that_cannot_run_here_are_refused_clearly():
+    with pytest.raises(TypeError, match="needs a socketio.AsyncServer, not Server"):
+        serve(socketio.Server())
+    with pytest.raises(ValueError, match="async_mode='asgi'"):
+        serve(socketio.AsyncServer(async_mode="asgi"))
