@@ -20,20 +20,14 @@ OriginCheck = Callable[[str, Mapping[str, str]], bool]
 
 
 def _own_origins(environ: Mapping[str, str]) -> set[str]:
-    """The origins a page served by this same server has: the Host the
-    request came to and, behind a proxy, the host it forwarded for."""
-    own = set()
-    scheme = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST")
-    if host:
-        own.add(f"{scheme}://{host}")
-    forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", host or "")
-    forwarded_proto = environ.get("HTTP_X_FORWARDED_PROTO", scheme)
-    if forwarded_host:
-        first_host = forwarded_host.split(",")[0].strip()
-        first_proto = forwarded_proto.split(",")[0].strip()
-        own.add(f"{first_proto}://{first_host}")
-    return own
+    """The origins a page served by this same server has: the host the
+    request was addressed to and, behind a proxy that says so, the host it
+    forwarded for. Either scheme: a proxy in front (a JupyterHub, Binder)
+    may take https while the request reaches this server as plain http."""
+    hosts = {environ.get("HTTP_HOST", "")}
+    forwarded = environ.get("HTTP_X_FORWARDED_HOST", "")
+    hosts.add(forwarded.split(",")[0].strip())
+    return {f"{scheme}://{host}" for host in hosts if host for scheme in ("http", "https")}
 
 
 def _is_local(origin: str) -> bool:
