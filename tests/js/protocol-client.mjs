@@ -63,3 +63,4 @@ console.log(JSON.stringify({
 }));
 ann.socket.disconnect();
 clearTimeout(deadline);
+process.exit(0);  // done: do not wait for the sockets to wind down
