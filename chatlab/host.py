@@ -138,7 +138,8 @@ class RunningServer:
     @property
     def url(self) -> str:
         """The base URL clients connect to."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 needs brackets
+        return f"http://{host}:{self.port}"
 
     @property
     def running(self) -> bool:

@@ -236,3 +236,12 @@ async def test_servers_that_cannot_run_here_are_refused_clearly():
         serve(socketio.Server())
     with pytest.raises(ValueError, match="async_mode='asgi'"):
         serve(socketio.AsyncServer(async_mode="asgi"))
+
+
+async def test_an_ipv6_address_is_bracketed_in_the_url():
+    server = await serve(make_sio(), name="ipv6", host="::1")
+    assert server.url == f"http://[::1]:{server.port}"
+    client = RecordingClient()
+    await client.connect(server.url)
+    assert await client.call("echo", "v6", timeout=5) == "v6"
+    await client.shutdown()

@@ -1,0 +1,93 @@
+"""The command line: ``python -m chatlab serve`` runs the chat on its own.
+
+The same chat server the notebooks start in the kernel, outside Jupyter, so
+a browser (or the model tutorial's page) can join it at a fixed address.
+It runs until Ctrl-C or SIGTERM, then disconnects everyone and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Sequence
+
+from .chat import ChatServer
+from .host import PortInUseError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_CANNOT_START = 2  # also argparse's code for a bad command line
+EXIT_INTERRUPTED = 130
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not between 0 and 65535")
+    return port
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatlab", description="Learn Socket.IO in Jupyter: the chatlab tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="run the chat server and its page",
+        description="Run the chat server and its browser page until Ctrl-C.")
+    serve.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; "
+             "0.0.0.0 listens on every network interface)")
+    serve.add_argument(
+        "--port", type=_port, default=5000,
+        help="port to listen on (default: 5000; 0 picks a free one)")
+    serve.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="also allow browser pages from ORIGIN, e.g. https://example.org "
+             "(repeat for several; '*' allows every origin). The chat's own "
+             "page and pages on localhost are always allowed.")
+    return parser
+
+
+async def _serve(host: str, port: int, origins: list[str]) -> int:
+    chat = ChatServer(cors_origins=origins)
+    try:
+        server = await chat.serve(host=host, port=port, name="standalone")
+    except PortInUseError as exc:
+        print(f"chatlab: {exc.strerror}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    except OSError as exc:  # e.g. an address this machine does not have
+        print(f"chatlab: cannot listen on {host} port {port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_CANNOT_START
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        # Printed only once the signal handlers are in place, so whoever
+        # reads this line may stop the server straight away.
+        print(f"chatlab chat server on {server.url}/ (Ctrl-C to stop)", flush=True)
+        await stopping.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        await server.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``chatlab`` command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_serve(args.host, args.port, args.cors_origin))
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
+        return EXIT_INTERRUPTED
