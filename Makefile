@@ -32,7 +32,7 @@ browser:
 	  else echo "chromium not found: install it (apt-get install chromium) or browser tests are skipped"; fi; }
 
 test: install-test browser
-	$(BIN)/python -m pytest tests $(if $(NOTEBOOKS),--nbval $(NOTEBOOKS) --sanitize-with tests/nbval-sanitize.cfg)
+	$(BIN)/python -m pytest tests $(if $(NOTEBOOKS),--nbval $(NOTEBOOKS) --nbval-sanitize-with tests/nbval-sanitize.cfg)
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules tests/artifacts

@@ -9,7 +9,7 @@ clients with awaitable waits (:class:`ChatClient`) and their widgets
 from .chat import ChatServer
 from .client import ChatClient, ChatRefused, Message, disconnect_all
 from .events import EventLog, LogEntry
-from .recording import RecordingClient
+from .recording import RecordingClient, shutdown_all as _shutdown_recording_clients
 from .host import HandlerError, PortInUseError, RunningServer, running_servers, serve, stop_all
 from .validation import Limits
 from .waiting import WaitTimeout
@@ -38,7 +38,8 @@ __version__ = "0.1.0"
 
 
 async def shutdown() -> None:
-    """Disconnect every chat client and stop every server started on this
-    event loop: the last cell of each lesson."""
+    """Disconnect every client (ChatClient and RecordingClient) and stop every
+    server started on this event loop: the last cell of each lesson."""
     await disconnect_all()
+    await _shutdown_recording_clients()
     await stop_all()

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import errno
 import logging
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
@@ -206,17 +207,29 @@ class RunningServer:
         async def trigger_event(event: str, namespace: str, *args: Any) -> Any:
             try:
                 return await original(event, namespace, *args)
-            except (asyncio.CancelledError, socketio.exceptions.ConnectionRefusedError):
-                raise
-            except Exception as exc:
-                sid = args[0] if args and isinstance(args[0], str) else None
-                self._record_error(HandlerError(
-                    event, namespace, sid, exc, traceback.format_exc()))
-                # A failed connect handler refuses the connection; a failed
-                # event handler sends no acknowledgement, as without chatlab.
-                return False if event == "connect" else self.sio.not_handled
+            except (asyncio.CancelledError, socketio.exceptions.ConnectionRefusedError,
+                    ConnectionRefusedError):
+                raise  # python-socketio's own ways to end a handler
+            except TypeError:
+                # Without auth, python-socketio first calls a connect handler
+                # with auth=None and, on TypeError, again without it (the
+                # older two-argument form): let it try that.
+                if event == "connect" and len(args) == 3 and args[2] is None:
+                    raise
+                return self._failed(event, namespace, args)
+            except Exception:
+                return self._failed(event, namespace, args)
 
         self.sio._trigger_event = trigger_event
+
+    def _failed(self, event: str, namespace: str, args: tuple[Any, ...]) -> Any:
+        exc = sys.exc_info()[1]
+        assert exc is not None
+        sid = args[0] if args and isinstance(args[0], str) else None
+        self._record_error(HandlerError(event, namespace, sid, exc, traceback.format_exc()))
+        # A failed connect handler refuses the connection; a failed event
+        # handler sends no acknowledgement, as without chatlab.
+        return False if event == "connect" else self.sio.not_handled
 
     def _record_error(self, error: HandlerError) -> None:
         self.errors.append(error)

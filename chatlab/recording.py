@@ -8,13 +8,19 @@ as documented there), whose ``log`` an event-log widget can show and whose
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 import socketio
 
 from .events import EventLog
 
-__all__ = ["RecordingClient"]
+__all__ = ["RecordingClient", "shutdown_all"]
+
+# Every client that connected, so that chatlab.shutdown() can close them all
+# (a re-run cell leaves the old client behind, still connected).
+_clients: "weakref.WeakSet[RecordingClient]" = weakref.WeakSet()
 
 
 class RecordingClient(socketio.AsyncClient):
@@ -28,6 +34,12 @@ class RecordingClient(socketio.AsyncClient):
         super().__init__(**options)
         self.name = name
         self.log = EventLog()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def connect(self, *args: Any, **kwargs: Any) -> None:
+        self._loop = asyncio.get_running_loop()
+        _clients.add(self)
+        await super().connect(*args, **kwargs)
 
     async def emit(self, event: str, data: Any = None, namespace: str | None = None,
                    callback: Any = None) -> None:
@@ -51,3 +63,12 @@ class RecordingClient(socketio.AsyncClient):
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
         return f"<RecordingClient {self.name!r} {state}>"
+
+
+async def shutdown_all() -> None:
+    """Shut down every RecordingClient that connected on this event loop
+    (disconnect it, and stop any reconnection in progress)."""
+    loop = asyncio.get_running_loop()
+    for client in list(_clients):
+        if client._loop is loop:
+            await client.shutdown()

@@ -179,14 +179,26 @@ class ChatWidget(W.VBox):
             self._start_submit()
 
     def _start_submit(self) -> None:
-        # Widget callbacks are plain functions; the send runs as a task on
-        # the loop that runs the kernel (and the client).
+        # The send must run on the loop the client connected on: its socket
+        # belongs to that loop. JupyterLab sends widget messages on a kernel
+        # subshell, so this callback may run in another thread, on another
+        # loop; hop over thread-safely then. The box is read over there too:
+        # the kernel may apply the typing that came just before Enter on
+        # that loop, and this hop queues behind it.
         try:
-            loop = asyncio.get_running_loop()
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
+            here = None
+        loop = self.client._loop or here
+        if loop is None or loop.is_closed():
             self._set_problem("no event loop is running here: use `await widget.submit()`")
-            return
-        task = loop.create_task(self.submit())
+        elif loop is here:
+            self._start_task()
+        else:
+            loop.call_soon_threadsafe(self._start_task)
+
+    def _start_task(self) -> None:
+        task = asyncio.ensure_future(self.submit())
         self._tasks.add(task)  # a task nobody references may be collected
         task.add_done_callback(self._submit_done)
 

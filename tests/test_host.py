@@ -245,3 +245,26 @@ async def test_an_ipv6_address_is_bracketed_in_the_url():
     await client.connect(server.url)
     assert await client.call("echo", "v6", timeout=5) == "v6"
     await client.shutdown()
+
+
+async def test_an_older_two_argument_connect_handler_still_works():
+    sio = make_sio()
+    seen = []
+
+    @sio.event
+    async def connect(sid, environ):
+        seen.append(sid)
+
+    server = await serve(sio, name="legacy")
+    client = RecordingClient()
+    await client.connect(server.url)
+    assert seen == [client.get_sid()] and server.errors == []
+    await client.shutdown()
+
+
+async def test_shutdown_closes_recording_clients_too():
+    server = await serve(make_sio(), name="closing")
+    client = RecordingClient()
+    await client.connect(server.url)
+    await chatlab.shutdown()
+    assert not client.connected and not server.running

@@ -21,7 +21,9 @@ _tasks_before = set(_asyncio.all_tasks())"""
 
 AFTER = """\
 import chatlab as _chatlab
-_left = {t for t in _asyncio.all_tasks() - _tasks_before if t is not _asyncio.current_task()}
+# ipykernel runs each cell in tasks of its own (this cell's among them)
+_left = {t for t in _asyncio.all_tasks() - _tasks_before
+         if "/ipykernel/" not in getattr(getattr(t.get_coro(), "cr_code", None), "co_filename", "")}
 print("servers left:", sorted(_chatlab.running_servers()))
 print("tasks left:", [t.get_coro().__qualname__ for t in _left])"""
 
