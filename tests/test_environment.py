@@ -99,3 +99,11 @@ def run(command: list, **options) -> str:
                             timeout=600, **options)
     assert result.returncode == 0, f"{command[:4]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
+
+
+def test_the_readme_badge_opens_the_first_lesson_in_jupyterlab():
+    readme = (ROOT / "README.md").read_text()
+    badge = re.search(r"\]\((https://mybinder\.org/v2/gh/[^)]+)\)", readme)
+    assert badge, "no Binder badge in the README"
+    assert badge[1].endswith("?urlpath=lab/tree/notebooks/00-start-here.ipynb")
+    assert (ROOT / "notebooks" / "00-start-here.ipynb").is_file()
