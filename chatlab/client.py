@@ -112,6 +112,17 @@ class ChatClient:
     def connected(self) -> bool:
         return self.state == "connected"
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the client connected on (None before connecting);
+        work for the client must run there."""
+        return self._loop
+
+    @property
+    def wanted_name(self) -> str | None:
+        """The name asked for with add_user(), kept across reconnections."""
+        return self._wanted_name
+
     # -- handlers (run by python-socketio, in order of arrival) ---------------
 
     def _on_connect(self) -> None:

@@ -108,10 +108,10 @@ class ChatWidget(W.VBox):
 
     def __init__(self, client: ChatClient, *, max_messages: int = 200, **box_options: Any) -> None:
         self.text = W.Text(placeholder="Type a message and press Enter",
-                           layout=W.Layout(flex="1 1 auto", width="auto"))
+                           layout=W.Layout(flex="1 1 auto", width="auto", min_width="60px"))
         self.send_button = W.Button(description="Send", button_style="primary",
                                     tooltip="send the message to everyone",
-                                    layout=W.Layout(width="72px"))
+                                    layout=W.Layout(width="72px", flex="0 0 auto"))
         self._header = W.HTML()
         self._messages = W.HTML(layout=_scroller("260px"))
         self._users = W.HTML(layout=W.Layout(width="130px", min_width="90px",
@@ -189,7 +189,7 @@ class ChatWidget(W.VBox):
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        loop = self.client._loop or here
+        loop = self.client.loop or here
         if loop is None or loop.is_closed():
             self._set_problem("no event loop is running here: use `await widget.submit()`")
         elif loop is here:
@@ -230,7 +230,7 @@ class ChatWidget(W.VBox):
         self._render_messages()
 
     def _label(self) -> str | None:
-        name = self.client.name or self.client._wanted_name
+        name = self.client.name or self.client.wanted_name
         if name:
             self._name = name
         return self._name
@@ -295,7 +295,7 @@ class ChatWidget(W.VBox):
         super().close()
 
     def __repr__(self) -> str:
-        name = self._name or self.client.name or self.client._wanted_name
+        name = self._name or self.client.name or self.client.wanted_name
         return f"ChatWidget({name!r})" if name else "ChatWidget(no name yet)"
 
 
@@ -334,7 +334,7 @@ class EventLogWidget(W.VBox):
     def for_client(cls, client: Any, *, limit: int = 50, **box_options: Any) -> "EventLogWidget":
         """The event log of a :class:`~chatlab.ChatClient` or a
         :class:`~chatlab.RecordingClient`, titled with its name."""
-        name = getattr(client, "name", None) or getattr(client, "_wanted_name", None)
+        name = getattr(client, "name", None) or getattr(client, "wanted_name", None)
         return cls(client.log, title=str(name or "events"), limit=limit, **box_options)
 
     def _on_entry(self, entry: LogEntry) -> None:

@@ -1,0 +1,434 @@
+"""The widgets show what their client knows and send through it.
+
+Real chat servers on 127.0.0.1 and real ChatClients: a widget is driven the
+way its frontend drives it (a click, the Text box's Enter message), and what
+it shows is read from the HTML it would put on the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import warnings
+
+import ipywidgets
+import pytest
+
+from chatlab import ChatClient, ChatRefused
+from chatlab.widgets import ChatWidget, EventLogWidget, SideBySide, compact_json, side_by_side
+
+EVIL_NAME = "<script>alert(1)</script>"
+EVIL_TEXT = "<img src=x onerror=alert(1)>"
+
+
+def page(widget: ipywidgets.Widget) -> str:
+    """All the HTML a widget and its parts would put on the page."""
+    parts = []
+    for child in getattr(widget, "children", ()):
+        parts.append(page(child))
+    if isinstance(widget, ipywidgets.HTML):
+        parts.append(widget.value)
+    return "\n".join(parts)
+
+
+def messages_of(widget: ChatWidget) -> str:
+    return widget._messages.value
+
+
+def users_of(widget: ChatWidget) -> str:
+    return widget._users.value
+
+
+def header_of(widget: ChatWidget) -> str:
+    return widget._header.value
+
+
+async def test_click_sends_the_text_box_to_everyone(user):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
+
+    ann_box.text.value = "hello, bob"
+    ann_box.send_button.click()
+    await bob.wait_for_message(user="ann", text="hello, bob")
+    assert '<div class="chatlab-meta">ann</div><div class="chatlab-text">hello, bob</div>' \
+        in messages_of(bob_box)
+    assert "chatlab-mine" not in messages_of(bob_box)
+
+    await ann.wait_for_message(text="hello, bob")
+    await ann_box.wait_idle()
+    assert ann_box.text.value == "", "a sent message leaves the box"
+    assert '<div class="chatlab-msg chatlab-mine"><div class="chatlab-meta">you</div>' \
+        in messages_of(ann_box)
+    assert ann_box.status == ""
+
+
+async def test_enter_in_the_text_box_sends(user):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
+
+    bob_box.text.value = "sent with Enter"
+    # What the Text widget's frontend sends the kernel when Enter is pressed.
+    bob_box.text._handle_custom_msg({"event": "submit"}, [])
+    await ann.wait_for_message(user="bob", text="sent with Enter")
+    assert "sent with Enter" in messages_of(ann_box)
+    await bob_box.wait_idle()
+    assert bob_box.text.value == ""
+
+
+async def test_a_click_on_another_threads_loop_sends_on_the_clients_loop(user):
+    # JupyterLab delivers widget messages on a kernel subshell: a thread of
+    # its own, running a loop of its own, which the client's socket is not on.
+    ann, bob = await user("ann"), await user("bob")
+    box = ChatWidget(ann)
+
+    async def frontend() -> None:
+        box.text.value = "from another thread"
+        box.send_button.click()
+
+    await asyncio.to_thread(asyncio.run, frontend())
+    await bob.wait_for_message(user="ann", text="from another thread")
+    await box.wait_idle()
+    assert box.text.value == ""
+    assert box.status == ""
+
+
+async def test_no_deprecation_warning_reaches_the_notebook(user):
+    ann = await user("ann")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        box = ChatWidget(ann)
+        box.text.value = "quiet"
+        box.text._handle_custom_msg({"event": "submit"}, [])
+        await ann.wait_for_message(text="quiet")
+        await box.wait_idle()
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == []
+
+
+async def test_submit_sends_given_text_and_leaves_the_box_alone(user):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
+    ann_box.text.value = "a draft"
+
+    await ann_box.submit("hi")
+    await bob.wait_for_message(user="ann", text="hi")
+    assert ">hi</div>" in messages_of(bob_box)
+    assert ann_box.text.value == "a draft"
+
+    await ann_box.submit()
+    await bob.wait_for_message(text="a draft")
+    assert ann_box.text.value == ""
+    assert messages_of(bob_box).index(">hi<") < messages_of(bob_box).index(">a draft<"), \
+        "the newest message is at the bottom"
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("   ", "the message must not be empty"),
+    ("x" * 2001, "the message is 2001 characters long; the limit is 2000"),
+])
+async def test_a_refused_message_stays_in_the_box_with_the_reason(user, text, reason):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box = ChatWidget(ann)
+
+    ann_box.text.value = text
+    ann_box.send_button.click()
+    await ann_box.wait_idle()
+    assert ann_box.text.value == text, "nothing typed is lost"
+    assert reason in ann_box.status
+    assert html.escape(reason, quote=True) in page(ann_box)
+
+    # The refused text reached nobody: the next message is bob's first.
+    ann_box.text.value = "second try"
+    ann_box.send_button.click()
+    first = await bob.wait_for_message()
+    assert first.text == "second try"
+    await ann_box.wait_idle()
+    assert ann_box.status == "", "a successful send clears the status line"
+    assert "chatlab-status\"></div>" in page(ann_box)
+
+
+async def test_server_errors_show_in_the_status_line(user):
+    ann = await user("ann")
+    box = ChatWidget(ann)
+    with pytest.raises(ChatRefused):
+        await ann.join("")  # refused by the server, which also sends "error"
+    await ann.wait_for_error()
+    assert "the server refused 'join': the room name must not be empty" == box.status
+
+
+async def test_sending_while_disconnected_shows_why(user):
+    ann = await user("ann")
+    box = ChatWidget(ann)
+    await ann.disconnect()
+    box.text.value = "anyone there?"
+    await box.submit()
+    assert box.text.value == "anyone there?"
+    assert "not connected" in box.status
+
+
+async def test_users_list_shows_everyone_and_shrinks_on_disconnect(user):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
+    await ann.wait_for_users(names=["ann", "bob"])
+    assert "Active users (2)" in users_of(ann_box)
+    assert '<li>ann <span class="chatlab-you">(you)</span></li><li>bob</li>' in users_of(ann_box)
+    assert '<li>ann</li><li>bob <span class="chatlab-you">(you)</span></li>' in users_of(bob_box)
+
+    await bob.disconnect()
+    await ann.wait_for_users(names=["ann"])
+    assert "Active users (1)" in users_of(ann_box)
+    assert "bob" not in users_of(ann_box)
+    assert "Active users (0)" in users_of(bob_box)
+
+
+async def test_header_follows_the_connection_state(chat_server):
+    ann = ChatClient(chat_server.url)
+    box = ChatWidget(ann)
+    assert "no name yet" in header_of(box) and ">disconnected<" in header_of(box)
+    assert repr(box) == "ChatWidget(no name yet)"
+
+    seen: list[str] = []
+    ann.subscribe(lambda client, what: what == "state" and seen.append(header_of(box)))
+    await ann.connect()
+    assert [h.split("chatlab-state-")[1].split('"')[0] for h in seen] == ["connecting", "connected"]
+
+    await ann.add_user("ann")
+    assert '<span class="chatlab-name">ann</span>' in header_of(box)
+    await ann.join("lab")
+    assert '<span class="chatlab-tag">#lab</span>' in header_of(box)
+
+    await ann.disconnect()
+    assert ">disconnected<" in header_of(box)
+    assert '<span class="chatlab-name">ann</span>' in header_of(box), "the name stays on show"
+    assert repr(box) == "ChatWidget('ann')"
+
+
+async def test_names_and_messages_are_escaped_everywhere(user, raw):
+    evil, bob = await user(EVIL_NAME), await user("bob")
+    watcher = await raw("watcher")  # a plain python-socketio client's log too
+    await watcher.call("adduser", "watcher", timeout=5)
+    widgets = [ChatWidget(evil), ChatWidget(bob), EventLogWidget.for_client(evil),
+               EventLogWidget.for_client(bob), EventLogWidget.for_client(watcher)]
+
+    await widgets[0].submit(EVIL_TEXT)
+    await bob.wait_for_message(user=EVIL_NAME, text=EVIL_TEXT)
+    await watcher.wait_for("message")
+    await evil.join(EVIL_NAME[:20])
+    await evil.send(EVIL_TEXT, room=EVIL_NAME[:20])
+    await evil.wait_for_message(room=EVIL_NAME[:20])
+    await evil.send(EVIL_TEXT, to="bob")
+    await bob.wait_for_message(text=EVIL_TEXT, count=2)
+    with pytest.raises(ChatRefused):
+        await bob.send(EVIL_TEXT, to=EVIL_NAME + "!")  # refused: the reason names it
+    await bob.wait_for_error()
+
+    everything = "\n".join(page(w) for w in widgets)
+    for raw_text in (EVIL_NAME, EVIL_TEXT, "<script", "<img"):
+        assert raw_text not in everything
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in everything
+    assert "&lt;img src=x onerror=alert(1)&gt;" in everything
+    # and in each place a user's text is shown
+    chat_bob = page(widgets[1])
+    assert "&lt;img src=x onerror=alert(1)&gt;</div>" in messages_of(widgets[1])
+    assert "<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>" in users_of(widgets[1])
+    assert ">&lt;script&gt;alert(1)&lt;/script&gt;</span>" in header_of(widgets[0])
+    assert "#&lt;script&gt;alert(1" in header_of(widgets[0])
+    assert "#&lt;script&gt;alert(1" in messages_of(widgets[0])
+    assert "⚠ " in chat_bob and "&lt;script&gt;" in widgets[1]._status.value
+    assert "&lt;script&gt;" in widgets[2].children[1].value, "the log's title"
+
+
+async def test_event_log_shows_in_and_out_with_escaped_data(user, raw):
+    ann = await user("ann")
+    log_box = EventLogWidget.for_client(ann)
+    await ann.send(EVIL_TEXT)
+    await ann.wait_for_message(text=EVIL_TEXT)
+
+    rows = log_box._rows.value
+    assert '<span class="chatlab-time">  0.000s</span> <span class="chatlab-in">←</span> ' \
+        '<span class="chatlab-event">connect</span></div>' in rows
+    out = ('<span class="chatlab-out">→</span> <span class="chatlab-event">message</span> '
+           '&quot;&lt;img src=x onerror=alert(1)&gt;&quot;</div>')
+    assert out in rows
+    assert ('<span class="chatlab-in">←</span> <span class="chatlab-event">message</span> '
+            '{&quot;message&quot;:&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,'
+            '&quot;user&quot;:&quot;ann&quot;,') in rows
+    assert rows.index(out) < rows.rindex("chatlab-in"), "newest at the bottom"
+
+    # a RecordingClient's log works the same way, titled with its name
+    zoe = await raw("zoe")
+    zoe_box = EventLogWidget.for_client(zoe, limit=2)
+    assert repr(zoe_box) == "EventLogWidget('zoe')"
+    await zoe.emit("adduser", "zoe")
+    await zoe.wait_for("private")
+    rows = zoe_box._rows.value
+    assert rows.count('class="chatlab-row"') == 2, "only the newest `limit` rows"
+    assert ">users</span>" in rows and ">private</span>" in rows and ">adduser<" not in rows
+
+
+def test_event_data_is_compact_and_cut():
+    assert compact_json(()) == ""
+    assert compact_json(("hi",)) == '"hi"'
+    assert compact_json(({"a": [1, 2]}, "x")) == '[{"a":[1,2]},"x"]'
+    assert compact_json((b"\x00\x01",)) == '"<2 bytes>"'
+    long = compact_json(("y" * 500,))
+    assert len(long) == 120 and long.endswith("…")
+
+
+async def test_room_and_direct_messages_are_marked(user):
+    ann, bob = await user("ann"), await user("bob")
+    bob_box = ChatWidget(bob)
+    await ann.join("lab")
+    await bob.join("lab")
+    await ann.send("to the lab", room="lab")
+    await ann.send("just for you", to="bob")
+    await bob.wait_for_message(text="just for you")
+    shown = messages_of(bob_box)
+    assert 'ann<span class="chatlab-tag">#lab</span></div><div class="chatlab-text">to the lab' \
+        in shown
+    assert ('ann<span class="chatlab-tag">direct to bob</span></div>'
+            '<div class="chatlab-text">just for you') in shown
+
+
+async def test_only_the_newest_messages_are_shown(user):
+    ann = await user("ann")
+    box = ChatWidget(ann, max_messages=2)
+    assert "no messages yet" in messages_of(box)
+    for text in ("one", "two", "three"):
+        await ann.send(text)
+    await ann.wait_for_message(text="three")
+    shown = messages_of(box)
+    assert ">one<" not in shown
+    assert shown.index(">two<") < shown.index(">three<")
+
+
+async def test_close_stops_following_the_client(user):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, log_box = ChatWidget(ann), EventLogWidget.for_client(ann)
+    before, log_before = messages_of(ann_box), log_box._rows.value
+    ann_box.close()
+    log_box.close()
+    ann_box.close()  # twice is fine
+    await bob.send("after close")
+    await ann.wait_for_message(text="after close")
+    assert messages_of(ann_box) == before
+    assert log_box._rows.value == log_before
+    assert ann.messages[-1].text == "after close"
+
+
+async def test_reprs_are_short_and_stable(user):
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
+    log_box = EventLogWidget.for_client(ann)
+    row = side_by_side(ann_box, bob_box, log_box)
+    assert isinstance(row, SideBySide) and isinstance(row, ipywidgets.HBox)
+    assert row.children == (ann_box, bob_box, log_box)
+    assert "wrap" in row.layout.flex_flow
+
+    expected = {ann_box: "ChatWidget('ann')", bob_box: "ChatWidget('bob')",
+                log_box: "EventLogWidget('ann')", row: "SideBySide(3 widgets)"}
+    for widget, text in expected.items():
+        assert repr(widget) == text
+        # what a notebook stores as the output's text/plain
+        assert widget._repr_mimebundle_()["text/plain"] == text
+    await ann.send("changes nothing in the reprs")
+    await bob.wait_for_message()
+    assert [repr(w) for w in expected] == list(expected.values())
+    assert repr(side_by_side(ann_box)) == "SideBySide(1 widget)"
+    assert repr(EventLogWidget(ann.log)) == "EventLogWidget('events')"
+
+
+UNTIL_VALUE = """
+import asyncio
+
+async def until_value(widget, value, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    arrived = loop.create_future()
+
+    def seen(change):  # called in whichever thread set the value
+        if change["new"] == value:
+            loop.call_soon_threadsafe(lambda: arrived.done() or arrived.set_result(None))
+
+    widget.observe(seen, "value")
+    try:
+        if widget.value != value:
+            await asyncio.wait_for(arrived, timeout)
+    finally:
+        widget.unobserve(seen, "value")
+"""
+
+
+def test_the_frontends_messages_send_in_a_real_kernel():
+    """A kernel receives typing, Enter and clicks as comm messages, which
+    JupyterLab sends on a subshell (another thread, another loop) when the
+    kernel has them; the sends must still run on the loop of the client."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    manager, kernel = jupyter_client.manager.start_new_kernel(kernel_name="python3")
+
+    def run(code: str) -> str:
+        msg_id = kernel.execute(code)
+        out: list[str] = []
+        while True:
+            msg = kernel.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                raise AssertionError("\n".join(content["traceback"]))
+            elif kind in ("execute_result", "display_data"):
+                out.append(content["data"]["text/plain"])
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(out)
+
+    def control(msg_type: str) -> dict:
+        request = kernel.session.msg(msg_type, {})
+        kernel.control_channel.send(request)
+        while True:
+            reply = kernel.control_channel.get_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == request["header"]["msg_id"]:
+                return reply["content"]
+
+    subshell = None
+    if "kernel subshells" in kernel.kernel_info(reply=True)["content"].get(
+            "supported_features", []):
+        subshell = control("create_subshell_request")["subshell_id"]
+
+    def frontend(comm_id: str, data: dict) -> None:
+        msg = kernel.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        if subshell is not None:
+            msg["header"]["subshell_id"] = subshell
+        kernel.shell_channel.send(msg)
+
+    def type_in(comm_id: str, text: str) -> None:
+        frontend(comm_id, {"method": "update", "state": {"value": text}, "buffer_paths": []})
+        # ipykernel may hand the next message, on this comm or another, to
+        # another thread than this one, so the two can overlap; a person is
+        # never that quick, and this test waits until the text has arrived.
+        run(f"await until_value(box.text, {text!r})")
+
+    try:
+        run("import chatlab\n"
+            "from chatlab.widgets import ChatWidget\n"
+            "server = await chatlab.ChatServer().serve(name='kernel-test')\n"
+            "ann, bob = chatlab.ChatClient(server.url), chatlab.ChatClient(server.url)\n"
+            "await ann.connect(); await ann.add_user('ann')\n"
+            "await bob.connect(); await bob.add_user('bob')\n"
+            "box = ChatWidget(ann)")
+        run(UNTIL_VALUE)
+        assert run("box") == "ChatWidget('ann')"
+        text_id, button_id = run("print(box.text.model_id, box.send_button.model_id)").split()
+
+        type_in(text_id, "pressed Enter")
+        frontend(text_id, {"method": "custom", "content": {"event": "submit"}})
+        assert run("m = await bob.wait_for_message(text='pressed Enter'); await box.wait_idle()\n"
+                   "print(m.user, repr(box.text.value))") == "ann ''\n"
+
+        type_in(text_id, "clicked Send")
+        frontend(button_id, {"method": "custom", "content": {"event": "click"}})
+        assert run("m = await bob.wait_for_message(text='clicked Send'); await box.wait_idle()\n"
+                   "print(m.user, repr(box.text.value), box.status == '')") == "ann '' True\n"
+        run("await chatlab.shutdown()")
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
