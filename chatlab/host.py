@@ -24,6 +24,7 @@ from typing import Any, Callable, Generator
 import socketio
 from aiohttp import web
 
+from .reporting import report_in_cell
 from .waiting import Changes
 
 __all__ = [
@@ -110,6 +111,7 @@ class RunningServer:
         name: str,
         host: str,
         quiet: bool,
+        report_errors: bool,
         shutdown_timeout: float,
     ) -> None:
         self.sio = sio
@@ -122,6 +124,7 @@ class RunningServer:
         self.error_callbacks: list[Callable[[HandlerError], Any]] = []
         self._error_changes = Changes()
         self._quiet = quiet
+        self.report_errors = report_errors
         self._runner = web.AppRunner(
             app,
             access_log=None,
@@ -233,7 +236,8 @@ class RunningServer:
 
     def _record_error(self, error: HandlerError) -> None:
         self.errors.append(error)
-        logger.error("chatlab server %r: %s\n%s", self.name, error, error.traceback)
+        if self.report_errors and not report_in_cell(f"chatlab server {self.name!r}: {error}"):
+            logger.error("chatlab server %r: %s\n%s", self.name, error, error.traceback)
         for callback in list(self.error_callbacks):
             callback(error)
         self._error_changes.notify()
@@ -283,9 +287,10 @@ class RunningServer:
 
     async def _drop_clients(self) -> None:
         # Like stopping a Node.js Socket.IO server: every connection ends and
-        # the server's disconnect handlers run, but no goodbye packet is sent,
-        # so clients see "transport close" and reconnect if they are set to
-        # (to this server started again), rather than being sent away for good.
+        # the server's disconnect handlers run (reason "server disconnect"),
+        # but no goodbye packet is sent, so clients see their connection drop
+        # (python-socketio's client says "transport error") and reconnect if
+        # they are set to, rather than taking it as being sent away for good.
         eio = self.sio.eio
         for socket in list(eio.sockets.values()):
             await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
@@ -357,6 +362,7 @@ def serve(
     port: int = 0,
     app: web.Application | None = None,
     quiet: bool = True,
+    report_errors: bool = True,
     shutdown_timeout: float = 1.0,
 ) -> _Serving:
     """Start ``sio`` on the running event loop and return its handle.
@@ -371,7 +377,11 @@ def serve(
     :param app: an aiohttp application to attach to (to serve pages beside
         Socket.IO); a new empty one by default.
     :param quiet: keep engineio/socketio log lines in ``server.log`` instead
-        of printing them. Handler errors are reported either way.
+        of printing them.
+    :param report_errors: print each exception a handler raises, as one line
+        under the notebook cell that was running (outside IPython, to the
+        ``chatlab`` logger, with its traceback). Either way it is kept in
+        ``server.errors``; pass False when the caller reports them itself.
     :param shutdown_timeout: seconds ``stop()`` grants open HTTP connections.
 
     Use ``server = await serve(sio)`` or ``async with serve(sio) as server:``.
@@ -403,6 +413,7 @@ def serve(
             name=name,
             host=host,
             quiet=quiet,
+            report_errors=report_errors,
             shutdown_timeout=shutdown_timeout,
         )
         sio.attach(server.app)

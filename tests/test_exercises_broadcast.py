@@ -9,7 +9,7 @@ import pytest
 import socketio
 
 import chatlab
-from chatlab.exercises import ExerciseFailed, connect_and_emit
+from chatlab.exercises import ExerciseFailed, harness
 from chatlab.exercises.broadcast import check_arrivals_board
 
 SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "02-broadcast.py"
@@ -26,7 +26,7 @@ def load_solution():
 async def nothing_left_running(monkeypatch):
     # A wrong answer is found out when an event does not come; wait less
     # for it here than a learner's check does.
-    monkeypatch.setattr(connect_and_emit, "WAIT", 1.0)
+    monkeypatch.setattr(harness, "WAIT", 1.0)
     yield
     assert chatlab.running_servers() == {}, "the check left a server running"
 

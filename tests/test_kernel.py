@@ -101,3 +101,29 @@ def test_the_kernel_shuts_down_cleanly_with_a_server_and_clients_still_running()
         if manager.is_alive():
             manager.shutdown_kernel(now=True)
             pytest.fail("the kernel did not exit on shutdown")
+
+
+def test_a_handler_error_is_reported_under_the_cell_that_caused_it():
+    cells = run_notebook(
+        START + """
+
+@sio.event
+async def needs_data(sid, data):
+    return data""",
+        """\
+client = chatlab.RecordingClient("ann")
+await client.connect(server.url)
+await client.emit("needs_data")
+errors = await server.wait_for_errors(1)""",
+        "print(len(server.errors))",
+        "await client.shutdown(); await chatlab.shutdown()",
+    )
+    outputs = [texts(cell) for cell in cells]
+    assert outputs[0] == ("running: True\n", "")
+    stderr = [o for o in cells[1].outputs if o.get("name") == "stderr"]
+    assert len(stderr) == 1 and stderr[0].text == (
+        "chatlab server 'lesson': the handler for 'needs_data' raised TypeError: "
+        "needs_data() missing 1 required positional argument: 'data' (the client sent "
+        "'needs_data' with less data than the handler takes; give the data parameter a "
+        "default, e.g. `async def needs_data(sid, data=None)`)\n")
+    assert outputs[2] == ("1\n", "")  # reported once, in the cell where it happened

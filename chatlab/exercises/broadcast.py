@@ -21,7 +21,7 @@ from typing import Callable
 import socketio
 
 from . import ExerciseFailed, passed
-from .connect_and_emit import CheckRun
+from .harness import CheckRun
 
 __all__ = ["check_arrivals_board"]
 

@@ -1,0 +1,158 @@
+"""The lesson 05 check: right, wrong and untouched answers, run for real."""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+from pathlib import Path
+
+import pytest
+import socketio
+
+import chatlab
+from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises.build_the_chat import LIMIT, check_message_rules
+
+SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "05-build-the-chat.py"
+
+
+def load_solution():
+    spec = importlib.util.spec_from_file_location("solution_05", SOLUTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+async def nothing_left_running(monkeypatch):
+    monkeypatch.setattr(harness, "WAIT", 1.0)
+    yield
+    assert chatlab.running_servers() == {}, "the check left a server running"
+
+
+def checked_chat(*, joined=True, typed=True, blank="strip", limit=LIMIT, error_to="sender",
+                 error=None, deliver=None, deliver_to="all"):
+    """A checked chat, right unless told to make one mistake."""
+
+    def make():
+        sio = socketio.AsyncServer(async_mode="aiohttp")
+        users = {}
+
+        @sio.event
+        async def adduser(sid, name=None):
+            users[sid] = name
+            await sio.emit("users", list(users.values()))
+
+        def problem(sid, text):
+            if joined and sid not in users:
+                return "join first"
+            if typed and not isinstance(text, str):
+                return "not a string"
+            if isinstance(text, str):
+                if blank == "strip" and not text.strip():
+                    return "empty"
+                if blank == "empty-only" and text == "":
+                    return "empty"
+            if isinstance(text, str) and len(text) > limit:
+                return "too long"
+            return None
+
+        @sio.event
+        async def message(sid, text=None):
+            reason = problem(sid, text)
+            if reason is not None:
+                payload = error(reason) if error else {"event": "message", "reason": reason}
+                options = {"sender": {"to": sid}, "all": {}}[error_to]
+                await sio.emit("error", payload, **options)
+                return
+            data = deliver(sid, users.get(sid, "someone"), text) if deliver else {
+                "message": text, "user": users.get(sid, "someone"), "id": sid}
+            options = {"all": {}, "others": {"skip_sid": sid}}[deliver_to]
+            await sio.emit("message", data, **options)
+
+        return sio
+
+    return make
+
+
+def stub():
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    users = {}
+
+    @sio.event
+    async def adduser(sid, name=None):
+        users[sid] = name
+        await sio.emit("users", list(users.values()))
+
+    @sio.event
+    async def message(sid, text=None):
+        raise NotImplementedError
+
+    return sio
+
+
+async def test_the_solution_passes(capsys):
+    await check_message_rules(load_solution().make_checked_chat)
+    assert capsys.readouterr().out.startswith("✅ Correct:")
+
+
+async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
+    await check_message_rules(stub)
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "check-build-the-chat" not in caplog.text
+    assert captured.out.startswith(
+        "⏭ Not attempted yet: the message rules (the 'message' handler is still a stub)")
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ({"joined": False}, r"Stranger sent a message from a connection that has not sent "
+                        r"adduser \('hello'\), and Ann received it as 'message'"),
+    ({"blank": "empty-only"}, r"Ann sent a message of white space only .* received it"),
+    ({"blank": None}, r"Ann sent an empty message \(''\), and Ann received it"),
+    ({"limit": 10_000}, r"a message of 201 characters"),
+    ({"limit": LIMIT - 1}, r"Ann sent the message 'yyy.*…, which is fine, and was refused"),
+    ({"typed": False}, r"Ann sent a message that is a number, not a string \(42\)"),
+    ({"error_to": "all"}, r"Stranger sent .*, and Ann received the error too: .*`to=sid`"),
+    ({"error": lambda reason: reason}, r"received the error 'join first'; it should be "
+                                       r"\{'event': 'message', 'reason'"),
+    ({"error": lambda reason: {"event": "message", "reason": ""}}, r"received the error"),
+    ({"deliver_to": "others"}, r"Ann sent the message .*, and Ann did not receive it"),
+    ({"deliver": lambda sid, user, text: {"message": html.escape(text), "user": user,
+                                          "id": sid}},
+     r"keep the text exactly as sent"),
+    ({"deliver": lambda sid, user, text: {"message": text, "user": user}},
+     r"it should be \{'message': <the text>, 'user': 'Ann', 'id': <Ann's id>\}"),
+])
+async def test_a_wrong_answer_fails_with_a_helpful_message(mistake, message):
+    with pytest.raises(ExerciseFailed, match=message):
+        await check_message_rules(checked_chat(**mistake))
+
+
+async def test_an_error_under_another_name_is_not_an_error():
+    def make():
+        sio = load_solution().make_checked_chat()
+
+        @sio.event
+        async def message(sid, text=None):
+            await sio.emit("refused", "no", to=sid)
+
+        return sio
+
+    with pytest.raises(ExerciseFailed, match=r"received no 'error': refuse it with"):
+        await check_message_rules(make)
+
+
+async def test_a_crashing_handler_is_reported():
+    def make():
+        sio = load_solution().make_checked_chat()
+
+        @sio.event
+        async def message(sid, text=None):
+            session = await sio.get_session(sid)
+            await sio.emit("message", {"message": text, "user": session["name"], "id": sid})
+
+        return sio
+
+    with pytest.raises(ExerciseFailed, match=r"the handler for 'message' raised KeyError: 'name'"):
+        await check_message_rules(make)

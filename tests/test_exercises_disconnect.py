@@ -1,0 +1,175 @@
+"""The lesson 04 check: right, wrong and untouched answers, run for real."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import socketio
+
+import chatlab
+from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises.disconnect import check_users_server
+
+SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "04-disconnect.py"
+
+
+def load_solution():
+    spec = importlib.util.spec_from_file_location("solution_04", SOLUTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+async def nothing_left_running(monkeypatch):
+    monkeypatch.setattr(harness, "WAIT", 1.0)
+    yield
+    assert chatlab.running_servers() == {}, "the check left a server running"
+
+
+def users_server(on_disconnect):
+    """The lesson's users server with ``on_disconnect(sio, users, sid)`` as
+    the body of its disconnect handler."""
+
+    def make():
+        sio = socketio.AsyncServer(async_mode="aiohttp")
+        users = {}
+
+        @sio.event
+        async def adduser(sid, name=None):
+            users[sid] = name
+            await sio.emit("users", list(users.values()))
+
+        @sio.event
+        async def disconnect(sid, reason):
+            await on_disconnect(sio, users, sid)
+
+        return sio
+
+    return make
+
+
+def index_of(items, value):
+    return items.index(value) if value in items else -1
+
+
+async def like_the_tutorial(sio, users, sid):
+    # A list of names, the name looked up with indexOf, and the wrong event.
+    names = list(users.values())
+    del names[index_of(names, users.get(sid))]
+    users.clear()
+    users.update(enumerate(names))
+    await sio.emit("user", names)
+
+
+async def index_of_minus_one(sio, users, sid):
+    names = list(users.values())
+    del names[index_of(names, users.get(sid))]
+    users.clear()
+    users.update((f"k{i}", name) for i, name in enumerate(names))
+    await sio.emit("users", names)
+
+
+async def pop_without_default(sio, users, sid):
+    users.pop(sid)
+    await sio.emit("users", list(users.values()))
+
+
+async def every_entry_with_the_name(sio, users, sid):
+    name = users.get(sid)
+    for key in [key for key, value in users.items() if value == name]:
+        del users[key]
+    await sio.emit("users", list(users.values()))
+
+
+async def first_entry_with_the_name(sio, users, sid):
+    name = users.get(sid)
+    if name is None:
+        return
+    for key, value in list(users.items()):
+        if value == name:
+            del users[key]
+            break
+    await sio.emit("users", list(users.values()))
+
+
+async def removes_but_tells_nobody(sio, users, sid):
+    users.pop(sid, None)
+
+
+async def tells_but_removes_nobody(sio, users, sid):
+    if sid in users:
+        await sio.emit("users", list(users.values()))
+
+
+async def test_the_solution_passes(capsys):
+    await check_users_server(load_solution().make_users_server)
+    assert capsys.readouterr().out.startswith("✅ Correct:")
+
+
+async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
+    async def stub(sio, users, sid):
+        raise NotImplementedError
+
+    await check_users_server(users_server(stub))
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "check-disconnect" not in caplog.text, "the stub's errors are the check's to report"
+    assert captured.out.startswith(
+        "⏭ Not attempted yet: the users list on disconnect "
+        "(the 'disconnect' handler is still a stub)")
+
+
+async def test_a_legacy_disconnect_handler_without_reason_passes(capsys):
+    def make():
+        sio = load_solution().make_users_server()
+        users = {}
+
+        @sio.event
+        async def adduser(sid, name=None):
+            users[sid] = name
+            await sio.emit("users", list(users.values()))
+
+        @sio.event
+        async def disconnect(sid):
+            if users.pop(sid, None) is not None:
+                await sio.emit("users", list(users.values()))
+
+        return sio
+
+    await check_users_server(make)
+    assert capsys.readouterr().out.startswith("✅ Correct:")
+
+
+@pytest.mark.parametrize("body, message", [
+    (like_the_tutorial, r"Ann was sent 'user': the event the pages listen for is 'users'"),
+    (index_of_minus_one, r"a client that never sent adduser left, and Ann was sent the users "
+                         r"\['Ann', 'Sam'\]: .*-1"),
+    (pop_without_default, r"when a client that never sent adduser left, the handler for "
+                          r"'disconnect' raised KeyError.*users.pop\(sid, None\)"),
+    (every_entry_with_the_name, "both Sams left the list"),
+    (first_entry_with_the_name, r"then the first Sam left, and Ann was sent no users instead "
+                                r"of \['Ann'\]"),
+    (removes_but_tells_nobody, "the second Sam left, and Ann was sent no 'users'"),
+    (tells_but_removes_nobody, r"Ann was sent the users \['Ann', 'Sam', 'Sam'\] instead of "
+                               r"\['Ann', 'Sam'\]"),
+])
+async def test_a_wrong_answer_fails_with_a_helpful_message(body, message):
+    with pytest.raises(ExerciseFailed, match=message):
+        await check_users_server(users_server(body))
+
+
+async def test_a_broken_adduser_is_pointed_out():
+    def make():
+        sio = load_solution().make_users_server()
+
+        @sio.event
+        async def adduser(sid, name=None):
+            await sio.emit("users", [name])
+
+        return sio
+
+    with pytest.raises(ExerciseFailed, match="keep the given adduser handler"):
+        await check_users_server(make)
