@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import socketio
 
-import chatlab
-from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.broadcast import check_arrivals_board
-
-SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "02-broadcast.py"
-
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location("solution_02", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-async def nothing_left_running(monkeypatch):
-    # A wrong answer is found out when an event does not come; wait less
-    # for it here than a learner's check does.
-    monkeypatch.setattr(harness, "WAIT", 1.0)
-    yield
-    assert chatlab.running_servers() == {}, "the check left a server running"
-
+from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def arrivals_server(*, arrived_to="others", shouted_to="all", payload=None, shout_twice=False):
     """An arrivals board, right unless told to make one mistake."""
@@ -77,16 +57,14 @@ def stub():
 
 
 async def test_the_solution_passes(capsys):
-    await check_arrivals_board(load_solution().make_arrivals_server)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    await assert_passes(check_arrivals_board, load_solution("02-broadcast.py").make_arrivals_server,
+                        capsys)
 
 
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
-    await check_arrivals_board(stub)
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    assert "check-broadcast" not in caplog.text, "the stub's errors are the check's to report"
-    assert captured.out.startswith("⏭ Not attempted yet: the arrivals board")
+    await assert_not_attempted(
+        check_arrivals_board, stub,
+        "⏭ Not attempted yet: the arrivals board", capsys, caplog)
 
 
 async def test_a_shout_handler_left_as_a_stub_is_named(capsys):

@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import html
-import importlib.util
-from pathlib import Path
 
 import pytest
 import socketio
 
-import chatlab
-from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.build_the_chat import LIMIT, check_message_rules
-
-SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "05-build-the-chat.py"
-
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location("solution_05", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-async def nothing_left_running(monkeypatch):
-    monkeypatch.setattr(harness, "WAIT", 1.0)
-    yield
-    assert chatlab.running_servers() == {}, "the check left a server running"
-
+from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def checked_chat(*, joined=True, typed=True, blank="strip", limit=LIMIT, error_to="sender",
                  error=None, deliver=None, deliver_to="all"):
@@ -92,17 +74,14 @@ def stub():
 
 
 async def test_the_solution_passes(capsys):
-    await check_message_rules(load_solution().make_checked_chat)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    await assert_passes(check_message_rules, load_solution("05-build-the-chat.py").make_checked_chat,
+                        capsys)
 
 
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
-    await check_message_rules(stub)
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    assert "check-build-the-chat" not in caplog.text
-    assert captured.out.startswith(
-        "⏭ Not attempted yet: the message rules (the 'message' handler is still a stub)")
+    await assert_not_attempted(
+        check_message_rules, stub,
+        "⏭ Not attempted yet: the message rules (the 'message' handler is still a stub)", capsys, caplog)
 
 
 @pytest.mark.parametrize("mistake, message", [
@@ -131,7 +110,7 @@ async def test_a_wrong_answer_fails_with_a_helpful_message(mistake, message):
 
 async def test_an_error_under_another_name_is_not_an_error():
     def make():
-        sio = load_solution().make_checked_chat()
+        sio = load_solution("05-build-the-chat.py").make_checked_chat()
 
         @sio.event
         async def message(sid, text=None):
@@ -145,7 +124,7 @@ async def test_an_error_under_another_name_is_not_an_error():
 
 async def test_a_crashing_handler_is_reported():
     def make():
-        sio = load_solution().make_checked_chat()
+        sio = load_solution("05-build-the-chat.py").make_checked_chat()
 
         @sio.event
         async def message(sid, text=None):

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import socketio
 
 import chatlab
-from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.connect_and_emit import check_name_badge
-
-SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "01-connect-and-emit.py"
-
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location("solution_01", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-async def nothing_left_running(monkeypatch):
-    # A wrong answer is found out when an event does not come; wait less
-    # for it here than a learner's check does.
-    monkeypatch.setattr(harness, "WAIT", 1.0)
-    yield
-    assert chatlab.running_servers() == {}, "the check left a server running"
-
+from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def badge_server(*, welcome_to_all=False, text="Welcome, {name}!", answer=True,
                  whoami_default=True, let_nameless_in=False, crash_without_auth=False,
@@ -83,8 +64,8 @@ def stub():
 
 
 async def test_the_solution_passes(capsys):
-    await check_name_badge(load_solution().make_badge_server)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    await assert_passes(check_name_badge, load_solution("01-connect-and-emit.py").make_badge_server,
+                        capsys)
 
 
 async def test_a_right_answer_that_refuses_with_the_builtin_exception_passes(capsys):
@@ -93,12 +74,9 @@ async def test_a_right_answer_that_refuses_with_the_builtin_exception_passes(cap
 
 
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
-    await check_name_badge(stub)
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    assert "check-connect-and-emit" not in caplog.text, "the stub's errors are the check's to report"
-    out = captured.out
-    assert out.startswith("⏭ Not attempted yet: the name badge server")
+    await assert_not_attempted(
+        check_name_badge, stub,
+        "⏭ Not attempted yet: the name badge server", capsys, caplog)
 
 
 async def test_a_factory_that_raises_not_implemented_is_not_attempted(capsys):

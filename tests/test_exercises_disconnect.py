@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import socketio
 
-import chatlab
-from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.disconnect import check_users_server
-
-SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "04-disconnect.py"
-
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location("solution_04", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-async def nothing_left_running(monkeypatch):
-    monkeypatch.setattr(harness, "WAIT", 1.0)
-    yield
-    assert chatlab.running_servers() == {}, "the check left a server running"
-
+from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def users_server(on_disconnect):
     """The lesson's users server with ``on_disconnect(sio, users, sid)`` as
@@ -105,26 +87,23 @@ async def tells_but_removes_nobody(sio, users, sid):
 
 
 async def test_the_solution_passes(capsys):
-    await check_users_server(load_solution().make_users_server)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    await assert_passes(check_users_server, load_solution("04-disconnect.py").make_users_server,
+                        capsys)
 
 
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
     async def stub(sio, users, sid):
         raise NotImplementedError
 
-    await check_users_server(users_server(stub))
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    assert "check-disconnect" not in caplog.text, "the stub's errors are the check's to report"
-    assert captured.out.startswith(
+    await assert_not_attempted(
+        check_users_server, users_server(stub),
         "⏭ Not attempted yet: the users list on disconnect "
-        "(the 'disconnect' handler is still a stub)")
+        "(the 'disconnect' handler is still a stub)", capsys, caplog)
 
 
 async def test_a_legacy_disconnect_handler_without_reason_passes(capsys):
     def make():
-        sio = load_solution().make_users_server()
+        sio = load_solution("04-disconnect.py").make_users_server()
         users = {}
 
         @sio.event
@@ -163,7 +142,7 @@ async def test_a_wrong_answer_fails_with_a_helpful_message(body, message):
 
 async def test_a_broken_adduser_is_pointed_out():
     def make():
-        sio = load_solution().make_users_server()
+        sio = load_solution("04-disconnect.py").make_users_server()
 
         @sio.event
         async def adduser(sid, name=None):

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-from pathlib import Path
 
 import pytest
 import socketio
 
-import chatlab
-from chatlab.exercises import ExerciseFailed, harness
+from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.rooms import check_rooms_server
-
-SOLUTION = Path(__file__).parent.parent / "notebooks" / "solutions" / "03-rooms.py"
-
-
-def load_solution():
-    spec = importlib.util.spec_from_file_location("solution_03", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-async def nothing_left_running(monkeypatch):
-    # A wrong answer is found out when an event does not come; wait less
-    # for it here than a learner's check does.
-    monkeypatch.setattr(harness, "WAIT", 1.0)
-    yield
-    assert chatlab.running_servers() == {}, "the check left a server running"
-
+from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def rooms_server(*, prefix="room:", ack="chat", say_to="room-others", payload=None,
                  say_twice=False):
@@ -89,17 +69,13 @@ def stub():
 
 
 async def test_the_solution_passes(capsys):
-    await check_rooms_server(load_solution().make_rooms_server)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    await assert_passes(check_rooms_server, load_solution("03-rooms.py").make_rooms_server, capsys)
 
 
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
-    await check_rooms_server(stub)
-    captured = capsys.readouterr()
-    assert captured.err == ""
-    assert "check-rooms" not in caplog.text, "the stub's errors are the check's to report"
-    assert captured.out.startswith(
-        "⏭ Not attempted yet: the rooms server (the 'join' handler is still a stub)")
+    await assert_not_attempted(
+        check_rooms_server, stub,
+        "⏭ Not attempted yet: the rooms server (the 'join' handler is still a stub)", capsys, caplog)
 
 
 async def test_a_stub_make_server_is_not_attempted(capsys):
