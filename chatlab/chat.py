@@ -18,13 +18,17 @@ message}``, delivered to the room as ``message`` with a ``room`` key) and
 ``direct`` (``{to, message}``, delivered to that user and the sender as
 ``message`` with a ``to`` key).
 
-Every input is checked (see :mod:`chatlab.validation`). A refused event sends
-its sender alone ``error`` ``{event, reason}``, returns the same payload as
-the acknowledgement when one was asked for, and changes nothing.
+Every input is checked (see :mod:`chatlab.validation`), and each connection
+may send only so many events a second (see :mod:`chatlab.ratelimit`). A
+refused event sends its sender alone ``error`` ``{event, reason}``, returns
+the same payload as the acknowledgement when one was asked for, and changes
+nothing. With a ``token``, only clients that connect with ``auth={"token":
+...}`` get in.
 """
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -33,9 +37,10 @@ from aiohttp import web
 
 from .host import RunningServer, serve as serve_sio
 from .origins import origin_policy
+from .ratelimit import TokenBucket
 from .validation import Limits, Refused, check_message, check_name, check_room, describe
 
-__all__ = ["ChatServer", "WEB_DIR"]
+__all__ = ["ChatServer", "TOKEN_NEEDED", "TOKEN_WRONG", "WEB_DIR"]
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -46,7 +51,18 @@ EVENTS = ("adduser", "message", "join", "leave", "roommessage", "direct")
 # called by someone's id would let you read their private messages.
 ROOM_PREFIX = "room:"
 
+# Names python-socketio keeps for the connection itself. It would still
+# hand a client's event called so to the server's own handler: a client
+# sending "disconnect" would vanish from the users list while connected,
+# and one sending "connect" would reset its rate limit.
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
+
 Handler = Callable[..., Awaitable[Any]]
+
+# The messages of a connection refused for its token; the page tells them
+# apart by the ``data`` sent with them ({"token": "missing" | "wrong"}).
+TOKEN_NEEDED = "this chat needs a token"
+TOKEN_WRONG = "wrong token"
 
 
 def _one_argument(event: str, args: tuple[Any, ...], what: str) -> Any:
@@ -66,13 +82,69 @@ def _fields(event: str, data: Any, names: tuple[str, ...]) -> list[Any]:
     return [data[name] for name in names]
 
 
+def _bad_event_name(data: Any) -> str | None:
+    """Why an event packet's name cannot go to a handler, or None if it can.
+    (A packet whose data is not a non-empty list is left to the decoder
+    check in ``_handle_eio_message``.)"""
+    if not isinstance(data, list) or not data:
+        return None
+    name = data[0]
+    if not isinstance(name, str):
+        return f"an event name must be a string, not {describe(name)}"
+    if name in RESERVED_EVENTS:
+        return f"{name!r} is reserved for the connection itself; a client may not send it"
+    return None
+
+
+class _ChatSocketServer(socketio.AsyncServer):
+    """``socketio.AsyncServer`` that closes a connection sending a packet it
+    cannot read (bad JSON, nesting too deep for the decoder, an event that is
+    not a list, a stray attachment) instead of dropping it without a word:
+    only a broken or hostile client sends one, and the Node.js server closes
+    the connection too. The sender gets ``error`` first, saying why."""
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, id: int | None, data: Any
+    ) -> None:
+        reason = _bad_event_name(data)
+        if reason is None:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return  # as python-socketio does for a namespace not connected
+        event = data[0] if isinstance(data[0], str) else None
+        payload = {"event": event, "reason": reason}
+        await self.emit("error", payload, to=sid, namespace=namespace)
+        if id is not None:
+            await self._send_packet(eio_sid, self.packet_class(
+                socketio.packet.ACK, namespace=namespace, id=id, data=[payload]))
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            kind = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+            reason = f"the server could not read a packet ({kind}); closing this connection"
+            self.logger.warning("closing %s: unreadable packet: %r", eio_sid, exc)
+            sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+            if sid is not None:
+                await self.emit("error", {"event": None, "reason": reason}, to=sid)
+            await self.eio.disconnect(eio_sid)
+
+
 class ChatServer:
     """The chat, as one object that runs in a kernel or standalone.
 
     :param cors_origins: origins allowed besides the page this server serves
         and pages on localhost / 127.0.0.1 (``"*"`` allows all).
-    :param limits: the longest name, message and room name accepted.
-    :param server_options: passed on to ``socketio.AsyncServer``.
+    :param limits: the longest name, message and room name accepted, how
+        fast each connection may send events, and the largest packet.
+    :param token: when given, a client must connect with ``auth={"token":
+        token}``; others are refused with a ``ConnectionRefusedError``.
+    :param server_options: passed on to ``socketio.AsyncServer`` (a
+        ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
     ``users`` maps each joined connection's id to its name, in join order.
     Names are unique (ignoring case) among connected users, so a name always
@@ -84,15 +156,24 @@ class ChatServer:
         *,
         cors_origins: Iterable[str] = (),
         limits: Limits = Limits(),
+        token: str | None = None,
         **server_options: Any,
     ) -> None:
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ValueError("the token must be a non-empty string (or None for no token)")
         self.limits = limits
+        self.token = token
         self.users: dict[str, str] = {}
-        self.sio = socketio.AsyncServer(
+        # One bucket per connected client, made on connect, dropped on
+        # disconnect, so the dict never outgrows the connections.
+        self._buckets: dict[str, TokenBucket] = {}
+        server_options.setdefault("max_http_buffer_size", limits.http_buffer_size)
+        self.sio = _ChatSocketServer(
             async_mode="aiohttp",
             cors_allowed_origins=origin_policy(cors_origins),
             **server_options,
         )
+        self.sio.on("connect", handler=self._on_connect)
         self.sio.on("disconnect", handler=self._on_disconnect)
         self.sio.on("*", handler=self._on_unknown)
         for event, handler in (
@@ -110,7 +191,21 @@ class ChatServer:
     def make_app(self) -> web.Application:
         """An aiohttp app that serves the chat page at ``/`` (Socket.IO is
         attached to it by :func:`chatlab.host.serve`)."""
-        app = web.Application()
+        limit = self.sio.eio.max_http_buffer_size
+
+        @web.middleware
+        async def refuse_oversized(request: web.Request, handler: Any) -> web.StreamResponse:
+            # engineio refuses such a polling POST by closing the session and
+            # waiting for a poll that never comes, so the request hung for
+            # the whole ping timeout; answer 413 straight away instead.
+            if request.content_length is not None and request.content_length > limit:
+                refusal = web.Response(
+                    status=413, text=f"the request is over the limit of {limit} bytes")
+                refusal.force_close()  # the unread body would follow on this connection
+                return refusal
+            return await handler(request)
+
+        app = web.Application(middlewares=[refuse_oversized])
 
         async def index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "index.html")
@@ -159,11 +254,24 @@ class ChatServer:
     def _refusing(self, event: str, handler: Handler) -> Handler:
         async def dispatch(sid: str, *args: Any) -> Any:
             try:
+                self._check_rate(sid)
                 return await handler(sid, *args)
             except Refused as refusal:
                 return await self._refuse(sid, event, refusal.reason)
 
         return dispatch
+
+    def _check_rate(self, sid: str) -> None:
+        bucket = self._buckets.get(sid)
+        if bucket is None:
+            # Only after disconnect (handlers run in tasks of their own):
+            # the connection is gone, so there is nobody left to act for.
+            raise Refused("this connection has closed")
+        if not bucket.take():
+            raise Refused(
+                f"too fast: at most {self.limits.events_per_second:g} events a second "
+                f"(bursts of {self.limits.burst}); try again in "
+                f"{max(bucket.retry_after(), 0.01):.2f} s")
 
     async def _refuse(self, sid: str, event: str, reason: str) -> dict[str, str]:
         payload = {"event": event, "reason": reason}
@@ -172,10 +280,30 @@ class ChatServer:
 
     async def _on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, str]:
         known = ", ".join(EVENTS)
+        try:
+            self._check_rate(sid)
+        except Refused as refusal:
+            return await self._refuse(sid, event, refusal.reason)
         return await self._refuse(
             sid, event, f"unknown event {event!r}; the chat understands {known}")
 
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if self.token is not None:
+            given = auth.get("token") if isinstance(auth, dict) else None
+            if not isinstance(given, str) or not given:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    TOKEN_NEEDED, {"token": "missing"})
+            # Compared in constant time, so the answer's timing gives away
+            # nothing about how much of a guess was right.
+            # "surrogatepass": a lone surrogate is a wrong token, not a crash.
+            if not hmac.compare_digest(
+                    given.encode("utf-8", "surrogatepass"), self.token.encode("utf-8")):
+                raise socketio.exceptions.ConnectionRefusedError(
+                    TOKEN_WRONG, {"token": "wrong"})
+        self._buckets[sid] = TokenBucket(self.limits.events_per_second, self.limits.burst)
+
     async def _on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        self._buckets.pop(sid, None)
         # Removed by connection id, never by looking the name up: the
         # tutorial's indexOf() removed the wrong user (or, finding nothing,
         # the last one), and it announced the change as "user", not "users".

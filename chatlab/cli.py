@@ -52,11 +52,21 @@ def _parser() -> argparse.ArgumentParser:
         help="also allow browser pages from ORIGIN, e.g. https://example.org "
              "(repeat for several; '*' allows every origin). The chat's own "
              "page and pages on localhost are always allowed.")
+    serve.add_argument(
+        "--token", metavar="TOKEN", type=_token,
+        help="let in only clients that connect with this shared token "
+             "(auth={'token': TOKEN}); the page asks for it")
     return parser
 
 
-async def _serve(host: str, port: int, origins: list[str]) -> int:
-    chat = ChatServer(cors_origins=origins)
+def _token(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the token must not be empty")
+    return text
+
+
+async def _serve(host: str, port: int, origins: list[str], token: str | None) -> int:
+    chat = ChatServer(cors_origins=origins, token=token)
     try:
         server = await chat.serve(host=host, port=port, name="standalone")
     except PortInUseError as exc:
@@ -88,6 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chatlab`` command line; return the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(_serve(args.host, args.port, args.cors_origin))
+        return asyncio.run(_serve(args.host, args.port, args.cors_origin, args.token))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return EXIT_INTERRUPTED

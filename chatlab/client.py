@@ -80,8 +80,10 @@ class ChatClient:
         self._wanted_name: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._refusal: str | None = None  # why the server last refused to connect
         for event, handler in (
             ("connect", self._on_connect),
+            ("connect_error", self._on_connect_error),
             ("disconnect", self._on_disconnect),
             ("users", self._on_users),
             ("private", self._on_private),
@@ -133,6 +135,13 @@ class ChatClient:
             # A reconnection: the server sees a new connection, so join again.
             self._start(self._rejoin(self._wanted_name))
 
+    def _on_connect_error(self, data: Any = None) -> None:
+        # The server's own words (e.g. "wrong token"), which python-socketio's
+        # ConnectionError leaves out.
+        self.log.record("in", "connect_error", data)
+        message = data.get("message") if isinstance(data, dict) else data
+        self._refusal = str(message) if message else None
+
     def _on_disconnect(self, reason: str | None = None) -> None:
         self.log.record("in", "disconnect", reason)
         self.state = "disconnected"
@@ -182,6 +191,7 @@ class ChatClient:
         """Connect to the server (raises ``ConnectionError`` if it cannot)."""
         self._loop = asyncio.get_running_loop()
         self.state = "connecting"
+        self._refusal = None
         self._changed("state")
         try:
             await self.sio.connect(
@@ -189,7 +199,8 @@ class ChatClient:
         except socketio.exceptions.ConnectionError as exc:
             self.state = "disconnected"
             self._changed("state")
-            raise ConnectionError(f"could not connect to {self.url}: {exc}") from exc
+            why = f"the server refused: {self._refusal}" if self._refusal else exc
+            raise ConnectionError(f"could not connect to {self.url}: {why}") from exc
 
     async def _call(self, event: str, data: Any, timeout: float) -> dict[str, Any]:
         self.log.record("out", event, data)

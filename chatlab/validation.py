@@ -15,11 +15,23 @@ __all__ = ["Limits", "Refused", "check_message", "check_name", "check_room", "de
 
 @dataclass(frozen=True)
 class Limits:
-    """Sizes the chat server accepts, in characters."""
+    """What the chat server accepts from each client.
+
+    ``name``, ``message`` and ``room`` are lengths in characters.
+    ``events_per_second`` and ``burst`` limit how fast one connection may
+    send events (see :mod:`chatlab.ratelimit`). ``http_buffer_size`` is the
+    largest Engine.IO packet or polling request body accepted, in bytes:
+    64 KiB is well above the biggest valid event (a 2,000-character message
+    of 4-byte characters is at most 24,000 bytes of JSON, escaped as
+    ``\\ud83d\\ude00``), and far below engineio's default of 1 MB.
+    """
 
     name: int = 32
     message: int = 2000
     room: int = 32
+    events_per_second: float = 20
+    burst: int = 40
+    http_buffer_size: int = 64 * 1024
 
 
 class Refused(Exception):
@@ -56,6 +68,13 @@ def _check_characters(text: str, what: str, allowed: str = "") -> None:
             raise Refused(f"{what} contains the control character U+{ord(char):04X}")
 
 
+def _check_visible(text: str, what: str) -> None:
+    # strip() keeps zero-width spaces, joiners, a BOM and lone combining
+    # marks: a name of only those would show as nothing at all.
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in text):
+        raise Refused(f"{what} has no visible character")
+
+
 def _check_label(value: Any, what: str, limit: int) -> str:
     if not isinstance(value, str):
         raise Refused(f"{what} must be a string, not {describe(value)}")
@@ -65,6 +84,7 @@ def _check_label(value: Any, what: str, limit: int) -> str:
     if len(label) > limit:
         raise Refused(f"{what} is {len(label)} characters long; the limit is {limit}")
     _check_characters(label, what)
+    _check_visible(label, what)
     return label
 
 
@@ -89,4 +109,5 @@ def check_message(value: Any, limits: Limits = Limits()) -> str:
         raise Refused(
             f"the message is {len(value)} characters long; the limit is {limits.message}")
     _check_characters(value, "the message", allowed="\n\t")
+    _check_visible(value, "the message")
     return value

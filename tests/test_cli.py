@@ -201,10 +201,29 @@ async def test_cors_origins(serve_cli, options: tuple[str, ...], origin: str, al
     assert await served.stop() == 0
 
 
+async def test_a_token_lets_in_only_clients_that_give_it(serve_cli) -> None:
+    served = await serve_cli("--token", "s3cret")
+    stranger, ann = ChatClient(served.url), ChatClient(served.url)
+    try:
+        with pytest.raises(ConnectionError, match="this chat needs a token"):
+            await stranger.connect()
+        with pytest.raises(ConnectionError, match="wrong token"):
+            await stranger.connect(auth={"token": "guess"})
+        await ann.connect(auth={"token": "s3cret"})
+        await ann.add_user("ann")
+        await ann.send("in with the token")
+        assert (await ann.wait_for_message(user="ann")).text == "in with the token"
+    finally:
+        await ann.disconnect()
+        await stranger.disconnect()
+    assert await served.stop() == 0
+
+
 @pytest.mark.parametrize(
     "argv",
-    [[], ["serve", "--port", "70000"], ["serve", "--port", "five"], ["launch"]],
-    ids=["no-command", "port-too-big", "port-not-a-number", "unknown-command"],
+    [[], ["serve", "--port", "70000"], ["serve", "--port", "five"], ["launch"],
+     ["serve", "--token", ""]],
+    ids=["no-command", "port-too-big", "port-not-a-number", "unknown-command", "empty-token"],
 )
 def test_a_bad_command_line_exits_2_with_usage(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -15,6 +15,8 @@
     notice: byId("notice"),
     noticeText: byId("notice-text"),
     noticeClose: byId("notice-close"),
+    tokenForm: byId("token-form"),
+    token: byId("token"),
     joinForm: byId("join-form"),
     name: byId("name"),
     messages: byId("messages"),
@@ -75,6 +77,7 @@
   let wantedName = null;    // the name asked for, sent again after reconnecting
   let joinedBefore = false; // so a reconnection rejoins instead of asking again
   let lastUsers = [];
+  let needToken = false;    // the server refused us for a missing or wrong token
 
   function joined() {
     return me !== null;
@@ -84,7 +87,9 @@
   function updateForms() {
     const rejoining = !joined() && wantedName !== null && joinedBefore;
     const chatting = joined() || rejoining;
-    ui.joinForm.hidden = chatting;
+    ui.tokenForm.hidden = !needToken;
+    setDisabled(ui.tokenForm, !needToken);
+    ui.joinForm.hidden = chatting || needToken;
     ui.messageForm.hidden = !chatting;
     // While the server has not answered an adduser, the form waits.
     setDisabled(ui.joinForm, !socket.connected || wantedName !== null);
@@ -143,6 +148,7 @@
   // -- events from the server ----------------------------------------------
 
   socket.on("connect", () => {
+    needToken = false;
     showConnected();
     if (wantedName !== null && joinedBefore) {
       // The server sees a new connection: join again under the same name.
@@ -162,7 +168,18 @@
     updateForms();
   });
 
-  socket.on("connect_error", () => {
+  socket.on("connect_error", (err) => {
+    // A server with a token refuses us with data {token: "missing" | "wrong"};
+    // it will not let us in by retrying, so ask for the token.
+    const token = err && err.data && typeof err.data === "object" ? err.data.token : undefined;
+    if (token === "missing" || token === "wrong") {
+      needToken = true;
+      setState("disconnected", token === "wrong" ? "wrong token" : "this chat needs a token");
+      if (token === "wrong") showNotice("The server refused the token; check it and try again.");
+      updateForms();
+      ui.token.focus();
+      return;
+    }
     setState("disconnected", "cannot reach the chat server, retrying…");
     updateForms();
   });
@@ -206,6 +223,17 @@
   });
 
   // -- what the user does --------------------------------------------------
+
+  ui.tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = ui.token.value;
+    if (!token) return;
+    hideNotice();
+    setState("connecting", "connecting…");
+    socket.auth = { token }; // kept for every reconnection too
+    setDisabled(ui.tokenForm, true);
+    socket.connect();
+  });
 
   ui.joinForm.addEventListener("submit", (event) => {
     event.preventDefault();
