@@ -11,53 +11,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import shutil
-from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, NoReturn
+from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
-from playwright.async_api import (
-    Browser, BrowserContext, Locator, Page, Route, async_playwright, expect)
+from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 
 import chatlab
 from chatlab import ChatClient, ChatServer, RunningServer
 from chatlab.chat import WEB_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
-JS_DIR = ROOT / "tests" / "js"
-CLIENT_PACKAGE = JS_DIR / "node_modules" / "socket.io-client"
-CLIENT_FILE = CLIENT_PACKAGE / "dist" / "socket.io.min.js"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CDN_PREFIX = "https://cdn.jsdelivr.net/"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+import browser as shared
+from browser import CDN_PREFIX, CHROMIUM_ARGS, JS_DIR, join, message, route_cdn, screenshot, send
+
 EVIL_MESSAGE = '<img src=x onerror="window.__pwned=1">'
 # The chat's names are at most 32 characters, so the script tag is short.
 EVIL_NAME = "<script>__pwned=2</script>"
-
-expect.set_options(timeout=10_000)
-
-
-def _chromium() -> str | None:
-    if Path("/usr/bin/chromium").exists():
-        return "/usr/bin/chromium"
-    return shutil.which("chromium")
-
-
-def _missing(what: str) -> NoReturn:
-    """Skip when there is no browser and none is required; fail otherwise."""
-    if _chromium() is None and not os.environ.get("CHATLAB_REQUIRE_BROWSER"):
-        pytest.skip(f"{what}; no chromium found (set CHATLAB_REQUIRE_BROWSER=1 to make this fail)")
-    pytest.fail(what)
 
 
 # -- fixtures -----------------------------------------------------------------
@@ -66,23 +36,17 @@ def _missing(what: str) -> NoReturn:
 @pytest.fixture
 def client_js() -> bytes:
     """The Socket.IO browser client from the pinned npm package."""
-    if not CLIENT_FILE.exists():
-        _missing("the Socket.IO client package is not installed: run `npm ci --prefix tests/js`")
-    return CLIENT_FILE.read_bytes()
+    return shared.client_js()
 
 
 @pytest.fixture
 def client_version() -> str:
-    if not CLIENT_PACKAGE.exists():
-        _missing("the Socket.IO client package is not installed: run `npm ci --prefix tests/js`")
-    return json.loads((CLIENT_PACKAGE / "package.json").read_text())["version"]
+    return shared.client_version()
 
 
 @pytest.fixture
 async def browser(client_js: bytes) -> AsyncIterator[Browser]:
-    executable = _chromium()
-    if executable is None:
-        _missing("the browser tests need chromium (/usr/bin/chromium or on PATH)")
+    executable = shared.require_chromium()
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS)
@@ -97,35 +61,18 @@ OpenPage = Callable[..., Awaitable[Page]]
 
 
 @pytest.fixture
-async def open_page(
-    browser: Browser, client_js: bytes, client_version: str
-) -> AsyncIterator[OpenPage]:
+async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     """``await open_page(url)``: a page in a fresh browser context (its own
     cookies and storage: a separate user), with the CDN answered from the
     npm package, or refused with ``cdn="abort"``. Uncaught JavaScript
     errors fail the test."""
-    pinned = f"{CDN_PREFIX}npm/socket.io-client@{client_version}/dist/socket.io.min.js"
     contexts: list[BrowserContext] = []
     page_errors: list[str] = []
-
-    async def answer(route: Route) -> None:
-        if route.request.url == pinned:
-            await route.fulfill(
-                status=200,
-                body=client_js,
-                content_type="application/javascript; charset=utf-8",
-                headers={"Access-Control-Allow-Origin": "*"},  # as the CDN sends
-            )
-        else:
-            await route.abort()
-
-    async def refuse(route: Route) -> None:
-        await route.abort("internetdisconnected")
 
     async def make(url: str, *, cdn: str = "serve", width: int = 900, height: int = 640) -> Page:
         context = await browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
-        await context.route(f"{CDN_PREFIX}**", answer if cdn == "serve" else refuse)
+        await route_cdn(context, cdn=cdn)
         page = await context.new_page()
         page.on("pageerror", lambda error: page_errors.append(str(error)))
         await page.goto(url)
@@ -135,39 +82,6 @@ async def open_page(
     for context in contexts:
         await context.close()
     assert page_errors == [], f"uncaught JavaScript errors: {page_errors}"
-
-
-async def join(page: Page, name: str) -> None:
-    """Join the chat through the page's form and wait until the server has
-    welcomed this user."""
-    await expect(page.locator("#name")).to_be_enabled()
-    await page.locator("#name").fill(name)
-    await page.get_by_role("button", name="Join").click()
-    await expect(page.locator("#state")).to_have_text(f"connected as {name.strip()}")
-    await expect(page.locator("#message-form")).to_be_visible()
-    await expect(page.locator("#join-form")).to_be_hidden()
-
-
-async def send(page: Page, text: str, *, press_enter: bool = True) -> None:
-    box = page.locator("#message-input")
-    await expect(box).to_be_enabled()
-    await box.fill(text)
-    if press_enter:
-        await box.press("Enter")
-    else:
-        await page.get_by_role("button", name="Send").click()
-    await expect(box).to_have_value("")
-
-
-def message(page: Page, text: str) -> Locator:
-    """The message item whose text is exactly ``text``."""
-    return page.locator("#messages li.message").filter(
-        has=page.locator(".text", has_text=re.compile("^" + re.escape(text) + "$")))
-
-
-async def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 async def style(locator: Locator, prop: str) -> str:
