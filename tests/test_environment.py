@@ -107,3 +107,14 @@ def test_the_readme_badge_opens_the_first_lesson_in_jupyterlab():
     assert badge, "no Binder badge in the README"
     assert badge[1].endswith("?urlpath=lab/tree/notebooks/00-start-here.ipynb")
     assert (ROOT / "notebooks" / "00-start-here.ipynb").is_file()
+
+
+def test_the_wheel_carries_every_module_the_page_and_the_checks(tmp_path):
+    import zipfile
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+         "-w", tmp_path, ROOT])
+    [wheel] = tmp_path.glob("chatlab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {str(path.relative_to(ROOT)) for path in (ROOT / "chatlab").rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts}
+    assert expected <= names, expected - names
