@@ -191,21 +191,7 @@ class ChatServer:
     def make_app(self) -> web.Application:
         """An aiohttp app that serves the chat page at ``/`` (Socket.IO is
         attached to it by :func:`chatlab.host.serve`)."""
-        limit = self.sio.eio.max_http_buffer_size
-
-        @web.middleware
-        async def refuse_oversized(request: web.Request, handler: Any) -> web.StreamResponse:
-            # engineio refuses such a polling POST by closing the session and
-            # waiting for a poll that never comes, so the request hung for
-            # the whole ping timeout; answer 413 straight away instead.
-            if request.content_length is not None and request.content_length > limit:
-                refusal = web.Response(
-                    status=413, text=f"the request is over the limit of {limit} bytes")
-                refusal.force_close()  # the unread body would follow on this connection
-                return refusal
-            return await handler(request)
-
-        app = web.Application(middlewares=[refuse_oversized])
+        app = web.Application()
 
         async def index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "index.html")
@@ -253,13 +239,18 @@ class ChatServer:
 
     def _refusing(self, event: str, handler: Handler) -> Handler:
         async def dispatch(sid: str, *args: Any) -> Any:
-            try:
-                self._check_rate(sid)
-                return await handler(sid, *args)
-            except Refused as refusal:
-                return await self._refuse(sid, event, refusal.reason)
+            return await self._dispatch(event, handler, sid, *args)
 
         return dispatch
+
+    async def _dispatch(self, event: str, handler: Handler, sid: str, *args: Any) -> Any:
+        """Run ``handler`` within the rate limit, turning a refusal into the
+        ``error`` event and the acknowledgement."""
+        try:
+            self._check_rate(sid)
+            return await handler(sid, *args)
+        except Refused as refusal:
+            return await self._refuse(sid, event, refusal.reason)
 
     def _check_rate(self, sid: str) -> None:
         bucket = self._buckets.get(sid)
@@ -279,13 +270,11 @@ class ChatServer:
         return payload
 
     async def _on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, str]:
-        known = ", ".join(EVENTS)
-        try:
-            self._check_rate(sid)
-        except Refused as refusal:
-            return await self._refuse(sid, event, refusal.reason)
-        return await self._refuse(
-            sid, event, f"unknown event {event!r}; the chat understands {known}")
+        async def unknown(sid: str, *args: Any) -> None:
+            known = ", ".join(EVENTS)
+            raise Refused(f"unknown event {event!r}; the chat understands {known}")
+
+        return await self._dispatch(event, unknown, sid)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if self.token is not None:

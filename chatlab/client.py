@@ -76,7 +76,6 @@ class ChatClient:
         self.notes: list[str] = []
         self.log = EventLog()
         self._changes = Changes()
-        self._callbacks: list[Callable[[ChatClient, str], Any]] = []
         self._wanted_name: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,16 +98,13 @@ class ChatClient:
         """Call ``callback(client, what)`` after each change, where ``what``
         is one of ``state``, ``me``, ``users``, ``messages``, ``rooms``,
         ``errors``."""
-        self._callbacks.append(callback)
+        self._changes.subscribe(callback)
 
     def unsubscribe(self, callback: Callable[["ChatClient", str], Any]) -> None:
-        if callback in self._callbacks:
-            self._callbacks.remove(callback)
+        self._changes.unsubscribe(callback)
 
     def _changed(self, what: str) -> None:
-        for callback in list(self._callbacks):
-            callback(self, what)
-        self._changes.notify()
+        self._changes.notify(self, what)
 
     @property
     def connected(self) -> bool:
@@ -248,14 +244,14 @@ class ChatClient:
 
     async def join(self, room: str, *, timeout: float = 5.0) -> list[str]:
         """Enter ``room``; return the rooms this client is now in."""
-        reply = await self._call("join", room, timeout)
-        self.rooms = list(reply["rooms"])
-        self._changed("rooms")
-        return self.rooms
+        return await self._move("join", room, timeout)
 
     async def leave(self, room: str, *, timeout: float = 5.0) -> list[str]:
         """Leave ``room``; return the rooms this client is now in."""
-        reply = await self._call("leave", room, timeout)
+        return await self._move("leave", room, timeout)
+
+    async def _move(self, event: str, room: str, timeout: float) -> list[str]:
+        reply = await self._call(event, room, timeout)
         self.rooms = list(reply["rooms"])
         self._changed("rooms")
         return self.rooms
@@ -308,8 +304,12 @@ class ChatClient:
             f"saying {text!r}" if text is not None else "",
             f"in room {room!r}" if room is not None else "",
         ]))
+        def enough() -> list[Message] | None:
+            found = matching()
+            return found if len(found) >= count else None
+
         found = await self.wait_until(
-            lambda: len(matching()) >= count and matching(),
+            enough,
             timeout=timeout,
             what=f"{count} message(s) {wanted} arrived".replace("  ", " "),
         )

@@ -34,25 +34,21 @@ class EventLog:
     def __init__(self, limit: int = 1000) -> None:
         self.entries: collections.deque[LogEntry] = collections.deque(maxlen=limit)
         self.counts: collections.Counter[tuple[Direction, str]] = collections.Counter()
-        self._callbacks: list[Callable[[LogEntry], Any]] = []
         self._changes = Changes()
 
     def record(self, direction: Direction, event: str, *data: Any) -> LogEntry:
         entry = LogEntry(time.time(), direction, event, data)
         self.entries.append(entry)
         self.counts[direction, event] += 1
-        for callback in list(self._callbacks):
-            callback(entry)
-        self._changes.notify()
+        self._changes.notify(entry)
         return entry
 
     def subscribe(self, callback: Callable[[LogEntry], Any]) -> None:
         """Call ``callback(entry)`` after each new entry."""
-        self._callbacks.append(callback)
+        self._changes.subscribe(callback)
 
     def unsubscribe(self, callback: Callable[[LogEntry], Any]) -> None:
-        if callback in self._callbacks:
-            self._callbacks.remove(callback)
+        self._changes.unsubscribe(callback)
 
     async def wait_for(
         self, event: str, *, direction: Direction = "in", count: int = 1, timeout: float = 5.0

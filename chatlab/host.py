@@ -121,7 +121,6 @@ class RunningServer:
         self.port = 0
         self.errors: list[HandlerError] = []
         self.log: collections.deque[str] = collections.deque(maxlen=1000)
-        self.error_callbacks: list[Callable[[HandlerError], Any]] = []
         self._error_changes = Changes()
         self._quiet = quiet
         self.report_errors = report_errors
@@ -137,6 +136,7 @@ class RunningServer:
         self._saved: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[Any]] = set()
+        app.middlewares.append(self._refuse_oversized)
         app.middlewares.append(self._track_request)
 
     @property
@@ -172,10 +172,23 @@ class RunningServer:
             self._keep_logs()
 
     @web.middleware
+    async def _refuse_oversized(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # engineio refuses a polling POST over max_http_buffer_size by closing
+        # the session and waiting for a poll that never comes, so the request
+        # hung for the whole ping timeout; answer 413 straight away instead.
+        limit = self.sio.eio.max_http_buffer_size
+        if request.content_length is not None and request.content_length > limit:
+            refusal = web.Response(
+                status=413, text=f"the request is over the limit of {limit} bytes")
+            refusal.force_close()  # the unread body would follow on this connection
+            return refusal
+        return await handler(request)
+
+    @web.middleware
     async def _track_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
         # Each HTTP request (a long poll, or a whole websocket session) runs
-        # in a task of aiohttp's; knowing them lets stop() wait for them to
-        # end instead of leaving them to be cancelled after it returns.
+        # in a task of aiohttp's; knowing them lets stop() end them itself
+        # rather than leave aiohttp to cancel them after stop() returned.
         task = asyncio.current_task()
         assert task is not None
         self._requests.add(task)
@@ -219,14 +232,14 @@ class RunningServer:
                 # older two-argument form): let it try that.
                 if event == "connect" and len(args) == 3 and args[2] is None:
                     raise
-                return self._failed(event, namespace, args)
-            except Exception:
-                return self._failed(event, namespace, args)
+                return self._failed(event, namespace, args, sys.exc_info()[1])
+            except Exception as exc:
+                return self._failed(event, namespace, args, exc)
 
         self.sio._trigger_event = trigger_event
 
-    def _failed(self, event: str, namespace: str, args: tuple[Any, ...]) -> Any:
-        exc = sys.exc_info()[1]
+    def _failed(self, event: str, namespace: str, args: tuple[Any, ...],
+                exc: BaseException | None) -> Any:
         assert exc is not None
         sid = args[0] if args and isinstance(args[0], str) else None
         self._record_error(HandlerError(event, namespace, sid, exc, traceback.format_exc()))
@@ -238,8 +251,6 @@ class RunningServer:
         self.errors.append(error)
         if self.report_errors and not report_in_cell(f"chatlab server {self.name!r}: {error}"):
             logger.error("chatlab server %r: %s\n%s", self.name, error, error.traceback)
-        for callback in list(self.error_callbacks):
-            callback(error)
         self._error_changes.notify()
 
     async def wait_for_errors(self, count: int = 1, *, timeout: float = 5.0) -> list[HandlerError]:

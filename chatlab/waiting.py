@@ -1,14 +1,14 @@
 """Awaiting a condition on state that socket handlers change: no sleeps.
 
 Whatever owns the state calls :meth:`Changes.notify` after each change;
-waiters re-check their predicate then, and give up with a clear
-:class:`WaitTimeout` when their time runs out.
+subscribers (the widgets) are called, waiters re-check their predicate, and
+give up with a clear :class:`WaitTimeout` when their time runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 __all__ = ["Changes", "WaitTimeout"]
 
@@ -20,13 +20,25 @@ class WaitTimeout(TimeoutError):
 
 
 class Changes:
-    """Notifies waiters that some state changed."""
+    """Tells subscribers and waiters that some state changed."""
 
     def __init__(self) -> None:
         self._waiters: list[tuple[Callable[[], object], asyncio.Future[object]]] = []
+        self._callbacks: list[Callable[..., Any]] = []
 
-    def notify(self) -> None:
-        """Re-check every waiter's condition (call after each change)."""
+    def subscribe(self, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` with notify()'s arguments after each change."""
+        self._callbacks.append(callback)
+
+    def unsubscribe(self, callback: Callable[..., Any]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def notify(self, *args: Any) -> None:
+        """Call the subscribers with ``args``, then re-check every waiter's
+        condition (call after each change)."""
+        for callback in list(self._callbacks):
+            callback(*args)
         for predicate, future in list(self._waiters):
             if future.done():
                 continue

@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any, Awaitable, Callable
 
 import pytest
+import socketio
 
 import chatlab
 from chatlab.exercises import harness
@@ -51,3 +52,17 @@ async def assert_not_attempted(check: Check, stub: Any, start: str,
     assert captured.err == ""
     assert caplog.text == ""
     assert captured.out.startswith(start), captured.out
+
+
+def server_with_adduser() -> tuple[socketio.AsyncServer, dict[str, str]]:
+    """A server with the ``adduser`` handler the chat lessons give, and the
+    users dict it fills, for a test to add the handler under test to."""
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    users: dict[str, str] = {}
+
+    @sio.event
+    async def adduser(sid, name=None):
+        users[sid] = name
+        await sio.emit("users", list(users.values()))
+
+    return sio, users

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from chatlab import ChatServer
 
 LONG_NAME = "n" * 33
 LONG_MESSAGE = "m" * 2001
@@ -141,9 +140,3 @@ async def test_messages_keep_their_spacing_and_may_be_multiline(raw):
     assert await ann.call("message", text, timeout=5) == {"ok": True}
     await ann.wait_for("message")
     assert ann.received("message")[0][0]["message"] == text
-
-
-async def test_limits_are_configurable(chat):
-    from chatlab import Limits
-    small = ChatServer(limits=Limits(name=3, message=5))
-    assert small.limits.name == 3

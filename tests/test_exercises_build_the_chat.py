@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 
 import pytest
-import socketio
 
 from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.build_the_chat import LIMIT, check_message_rules
-from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import (
+    assert_not_attempted, assert_passes, load_solution, server_with_adduser)
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def checked_chat(*, joined=True, typed=True, blank="strip", limit=LIMIT, error_to="sender",
@@ -17,13 +17,7 @@ def checked_chat(*, joined=True, typed=True, blank="strip", limit=LIMIT, error_t
     """A checked chat, right unless told to make one mistake."""
 
     def make():
-        sio = socketio.AsyncServer(async_mode="aiohttp")
-        users = {}
-
-        @sio.event
-        async def adduser(sid, name=None):
-            users[sid] = name
-            await sio.emit("users", list(users.values()))
+        sio, users = server_with_adduser()
 
         def problem(sid, text):
             if joined and sid not in users:
@@ -58,13 +52,7 @@ def checked_chat(*, joined=True, typed=True, blank="strip", limit=LIMIT, error_t
 
 
 def stub():
-    sio = socketio.AsyncServer(async_mode="aiohttp")
-    users = {}
-
-    @sio.event
-    async def adduser(sid, name=None):
-        users[sid] = name
-        await sio.emit("users", list(users.values()))
+    sio, users = server_with_adduser()
 
     @sio.event
     async def message(sid, text=None):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 
 import pytest
-import socketio
 
 from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.disconnect import check_users_server
-from exercise_support import assert_not_attempted, assert_passes, load_solution
+from exercise_support import (
+    assert_not_attempted, assert_passes, load_solution, server_with_adduser)
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
 def users_server(on_disconnect):
@@ -16,13 +16,7 @@ def users_server(on_disconnect):
     the body of its disconnect handler."""
 
     def make():
-        sio = socketio.AsyncServer(async_mode="aiohttp")
-        users = {}
-
-        @sio.event
-        async def adduser(sid, name=None):
-            users[sid] = name
-            await sio.emit("users", list(users.values()))
+        sio, users = server_with_adduser()
 
         @sio.event
         async def disconnect(sid, reason):
@@ -103,13 +97,7 @@ async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
 
 async def test_a_legacy_disconnect_handler_without_reason_passes(capsys):
     def make():
-        sio = load_solution("04-disconnect.py").make_users_server()
-        users = {}
-
-        @sio.event
-        async def adduser(sid, name=None):
-            users[sid] = name
-            await sio.emit("users", list(users.values()))
+        sio, users = server_with_adduser()
 
         @sio.event
         async def disconnect(sid):
