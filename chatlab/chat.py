@@ -12,6 +12,19 @@ private   server → new one ``{id, name, msg}``: its id, its name, a note
 message   server → all     ``{message, user, id}``: text, sender, sender id
 ========  ===============  =============================================
 
+Nothing is lost on the way (what the official Socket.IO tutorial calls
+server and client delivery). Every public message is stored (see
+:mod:`chatlab.store`) before it is sent, and its ``message`` payload
+carries its ``offset`` as well. On every connection the server first sends
+``history`` ``{chat, after, last}``, then the stored messages with offsets
+after ``after`` up to ``last`` as ``message`` events, then live ones: a
+client that connects with ``auth={"chat": ..., "serverOffset": N}`` (the
+last offset it saw) gets every message it missed, in order, exactly once;
+any other client gets the ``history`` most recent ones. ``message`` may
+carry a second argument, the sender's own message id: a message sent again
+with the same id (a retry after a lost acknowledgement) is acknowledged with
+its first offset and not stored or sent again.
+
 and, for the rooms lesson, ``join`` / ``leave`` (a room name, acknowledged
 with the rooms the connection is now in), ``roommessage`` (``{room,
 message}``, delivered to the room as ``message`` with a ``room`` key) and
@@ -28,6 +41,7 @@ nothing. With a ``token``, only clients that connect with ``auth={"token":
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
@@ -38,7 +52,17 @@ from aiohttp import web
 from .host import RunningServer, serve as serve_sio
 from .origins import origin_policy
 from .ratelimit import TokenBucket
-from .validation import Limits, Refused, check_message, check_name, check_room, describe
+from .store import MessageStore
+from .validation import (
+    Limits,
+    Refused,
+    check_message,
+    check_message_id,
+    check_name,
+    check_resume,
+    check_room,
+    describe,
+)
 
 __all__ = ["ChatServer", "TOKEN_NEEDED", "TOKEN_WRONG", "WEB_DIR"]
 
@@ -51,11 +75,20 @@ EVENTS = ("adduser", "message", "join", "leave", "roommessage", "direct")
 # called by someone's id would let you read their private messages.
 ROOM_PREFIX = "room:"
 
+# The connections that have had their history and now get public messages as
+# they are sent. Not a chat room (no prefix), so no client can join it.
+LIVE_ROOM = "chatlab:live"
+
+# An internal event the server triggers on itself once a connection is fully
+# made (python-socketio's connect handler runs before the client counts as
+# connected, so anything sent from there would arrive before the connection).
+CONNECTED = "chatlab:connected"
+
 # Names python-socketio keeps for the connection itself. It would still
 # hand a client's event called so to the server's own handler: a client
 # sending "disconnect" would vanish from the users list while connected,
 # and one sending "connect" would reset its rate limit.
-RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", CONNECTED})
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -133,6 +166,13 @@ class _ChatSocketServer(socketio.AsyncServer):
                 await self.emit("error", {"event": None, "reason": reason}, to=sid)
             await self.eio.disconnect(eio_sid)
 
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is not None and self.manager.is_connected(sid, namespace):
+            await self._trigger_event(CONNECTED, namespace, sid)
+
 
 class ChatServer:
     """The chat, as one object that runs in a kernel or standalone.
@@ -143,6 +183,9 @@ class ChatServer:
         fast each connection may send events, and the largest packet.
     :param token: when given, a client must connect with ``auth={"token":
         token}``; others are refused with a ``ConnectionRefusedError``.
+    :param db: where messages are stored: a SQLite file path, or
+        ``":memory:"`` (the default) for a history that ends with the server.
+    :param history: how many recent messages a new client is sent.
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -157,13 +200,26 @@ class ChatServer:
         cors_origins: Iterable[str] = (),
         limits: Limits = Limits(),
         token: str | None = None,
+        db: str | Path = ":memory:",
+        history: int = 50,
         **server_options: Any,
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("the token must be a non-empty string (or None for no token)")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ValueError("history must be a whole number of messages, 0 or more")
         self.limits = limits
         self.token = token
+        self.history = history
+        self.store = MessageStore(db)
         self.users: dict[str, str] = {}
+        # Held while a message is stored and sent, and while a connection is
+        # sent its history, so every client sees the messages in offset order,
+        # each once, with no gap between its history and the live ones.
+        self._order = asyncio.Lock()
+        # What each connecting client said it has seen, until it has had
+        # its history.
+        self._resume: dict[str, tuple[str | None, int | None]] = {}
         # One bucket per connected client, made on connect, dropped on
         # disconnect, so the dict never outgrows the connections.
         self._buckets: dict[str, TokenBucket] = {}
@@ -174,6 +230,7 @@ class ChatServer:
             **server_options,
         )
         self.sio.on("connect", handler=self._on_connect)
+        self.sio.on(CONNECTED, handler=self._send_history)
         self.sio.on("disconnect", handler=self._on_disconnect)
         self.sio.on("*", handler=self._on_unknown)
         for event, handler in (
@@ -196,8 +253,12 @@ class ChatServer:
         async def index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "index.html")
 
+        async def close_store(app: web.Application) -> None:
+            await self.store.close()
+
         app.router.add_get("/", index)
         app.router.add_static("/static/", WEB_DIR)
+        app.on_cleanup.append(close_store)  # lets go of a database file on stop()
         return app
 
     async def serve(
@@ -289,10 +350,31 @@ class ChatServer:
                     given.encode("utf-8", "surrogatepass"), self.token.encode("utf-8")):
                 raise socketio.exceptions.ConnectionRefusedError(
                     TOKEN_WRONG, {"token": "wrong"})
+        try:
+            self._resume[sid] = check_resume(auth)
+        except Refused as refusal:
+            raise socketio.exceptions.ConnectionRefusedError(refusal.reason) from None
         self._buckets[sid] = TokenBucket(self.limits.events_per_second, self.limits.burst)
+
+    async def _send_history(self, sid: str) -> None:
+        chat, seen = self._resume.pop(sid, (None, None))
+        async with self._order:
+            chat_id = await self.store.chat_id()
+            last = await self.store.last_offset()
+            if chat != chat_id or seen is None or seen > last:
+                # A new client, or offsets from another history (a server
+                # restarted without a database file): the recent messages.
+                seen = max(0, last - self.history)
+            await self.sio.emit(
+                "history", {"chat": chat_id, "after": seen, "last": last}, to=sid)
+            for message in await self.store.after(seen):
+                await self.sio.emit("message", message.payload(), to=sid)
+            if self.sio.manager.is_connected(sid, "/"):
+                await self.sio.enter_room(sid, LIVE_ROOM)
 
     async def _on_disconnect(self, sid: str, reason: str | None = None) -> None:
         self._buckets.pop(sid, None)
+        self._resume.pop(sid, None)
         # Removed by connection id, never by looking the name up: the
         # tutorial's indexOf() removed the wrong user (or, finding nothing,
         # the last one), and it announced the change as "user", not "users".
@@ -314,9 +396,20 @@ class ChatServer:
 
     async def _on_message(self, sid: str, *args: Any) -> dict[str, Any]:
         user = self._joined(sid, "sending a message")
-        text = check_message(_one_argument("message", args, "the message text"), self.limits)
-        await self.sio.emit("message", {"message": text, "user": user, "id": sid})
-        return {"ok": True}
+        if not args:
+            raise Refused("message needs the message text")
+        if len(args) > 2:
+            raise Refused(f"message takes the message text and, optionally, a message id; "
+                          f"not {len(args)} arguments")
+        text = check_message(args[0], self.limits)
+        message_id = check_message_id(args[1] if len(args) == 2 else None)
+        async with self._order:
+            message, new = await self.store.add(user, sid, text, message_id)
+            if new:
+                await self.sio.emit("message", message.payload(), room=LIVE_ROOM)
+        if not new:
+            return {"ok": True, "offset": message.offset, "duplicate": True}
+        return {"ok": True, "offset": message.offset}
 
     async def _on_join(self, sid: str, *args: Any) -> dict[str, Any]:
         self._joined(sid, "joining a room")

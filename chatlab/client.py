@@ -4,11 +4,19 @@ The client keeps its own id and name, the users list, the messages and the
 rooms it is in, and a log of every event in and out. Every change notifies
 subscribers (the widgets) and wakes the awaitable waits that notebooks and
 tests use instead of sleeping.
+
+Nothing the client sends or is sent gets lost when its connection drops
+(see :mod:`chatlab.chat` for the protocol): it reconnects telling the
+server the last offset it saw, and keeps each message it sent, under an id
+of its own, until the server acknowledges it, sending it again after a
+reconnection. The server stores an id once, so a retry never doubles a
+message, and the client shows each offset once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -37,8 +45,9 @@ class ChatRefused(Exception):
 class Message:
     """A chat message as a client received it.
 
-    ``room`` is set for a room message, ``to`` for a direct message, and
-    ``mine`` when this client sent it.
+    ``room`` is set for a room message, ``to`` for a direct message,
+    ``mine`` when this client sent it, and ``offset`` for a public message
+    the server stored (its place in the chat's history).
     """
 
     text: str
@@ -47,6 +56,16 @@ class Message:
     room: str | None = None
     to: str | None = None
     mine: bool = False
+    offset: int | None = None
+
+
+@dataclass
+class _Outgoing:
+    """A message sent but not yet acknowledged by the server."""
+
+    id: str
+    text: str
+    done: "asyncio.Future[int]"
 
 
 class ChatClient:
@@ -54,16 +73,27 @@ class ChatClient:
 
     :param url: the server's base URL, e.g. ``server.url``.
     :param transports: ``["websocket"]`` or ``["polling"]`` to force one.
+    :param ack_timeout: seconds to wait for the server to acknowledge a
+        message before sending it again.
     :param client_options: passed on to ``socketio.AsyncClient``.
 
-    After a reconnection the client sends ``adduser`` again with its name.
+    After a reconnection the client sends ``adduser`` again with its name,
+    then every message still waiting for its acknowledgement.
+    ``last_offset`` is the offset of the newest public message it has,
+    ``chat`` the id of the history that offset belongs to.
     """
 
     def __init__(
-        self, url: str, *, transports: list[str] | None = None, **client_options: Any
+        self,
+        url: str,
+        *,
+        transports: list[str] | None = None,
+        ack_timeout: float = 5.0,
+        **client_options: Any,
     ) -> None:
         self.url = url
         self.transports = transports
+        self.ack_timeout = ack_timeout
         client_options.setdefault("handle_sigint", False)  # leave Ctrl-C to the kernel
         self.sio = socketio.AsyncClient(**client_options)
         self.id: str | None = None
@@ -74,7 +104,14 @@ class ChatClient:
         self.rooms: list[str] = []
         self.errors: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.chat: str | None = None
+        self.last_offset: int | None = None
+        self.history_until: int | None = None  # the newest offset when it connected
         self.log = EventLog()
+        self._auth: Any = None
+        self._my_ids: set[str] = set()  # this client's connection ids, old and new
+        self._outbox: dict[str, _Outgoing] = {}
+        self._flushing: asyncio.Lock | None = None
         self._changes = Changes()
         self._wanted_name: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -86,6 +123,7 @@ class ChatClient:
             ("disconnect", self._on_disconnect),
             ("users", self._on_users),
             ("private", self._on_private),
+            ("history", self._on_history),
             ("message", self._on_message),
             ("error", self._on_error),
         ):
@@ -117,6 +155,17 @@ class ChatClient:
         return self._loop
 
     @property
+    def pending(self) -> list[str]:
+        """The messages sent and not yet acknowledged, oldest first."""
+        return [outgoing.text for outgoing in self._outbox.values()]
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the history the server sent on connecting has arrived."""
+        return (self.connected and self.history_until is not None
+                and (self.last_offset or 0) >= self.history_until)
+
+    @property
     def wanted_name(self) -> str | None:
         """The name asked for with add_user(), kept across reconnections."""
         return self._wanted_name
@@ -145,6 +194,7 @@ class ChatClient:
         self.name = None
         self.users = []
         self.rooms = []
+        self.history_until = None
         self._changed("state")
 
     def _on_users(self, names: Any = None) -> None:
@@ -158,23 +208,48 @@ class ChatClient:
         if isinstance(data, dict):
             self.id = data.get("id")
             self.name = data.get("name")
+            if self.id is not None:
+                self._my_ids.add(str(self.id))
             if data.get("msg"):
                 self.notes.append(str(data["msg"]))
             self._changed("me")
 
+    def _on_history(self, data: Any = None) -> None:
+        self.log.record("in", "history", data)
+        if not isinstance(data, dict):
+            return
+        after, last = data.get("after"), data.get("last")
+        if not (isinstance(after, int) and isinstance(last, int)):
+            return
+        if data.get("chat") != self.chat:
+            # Another history (a new server): its offsets start afresh.
+            self.chat = data.get("chat")
+            self.last_offset = after
+        self.history_until = last
+        self._changed("messages")
+
     def _on_message(self, data: Any = None) -> None:
         self.log.record("in", "message", data)
-        if isinstance(data, dict):
-            sender = str(data.get("id", ""))
-            self.messages.append(Message(
-                text=str(data.get("message", "")),
-                user=str(data.get("user", "")),
-                id=sender,
-                room=data.get("room"),
-                to=data.get("to"),
-                mine=sender == self.id,
-            ))
-            self._changed("messages")
+        if not isinstance(data, dict):
+            return
+        offset = data.get("offset")
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            offset = None
+        elif self.last_offset is not None and offset <= self.last_offset:
+            return  # already here: shown once, whatever the server resends
+        sender = str(data.get("id", ""))
+        self.messages.append(Message(
+            text=str(data.get("message", "")),
+            user=str(data.get("user", "")),
+            id=sender,
+            room=data.get("room"),
+            to=data.get("to"),
+            mine=sender == self.id or sender in self._my_ids,
+            offset=offset,
+        ))
+        if offset is not None:
+            self.last_offset = offset
+        self._changed("messages")
 
     def _on_error(self, data: Any = None) -> None:
         self.log.record("in", "error", data)
@@ -184,19 +259,30 @@ class ChatClient:
     # -- acting ---------------------------------------------------------------
 
     async def connect(self, *, timeout: float = 5.0, auth: Any = None) -> None:
-        """Connect to the server (raises ``ConnectionError`` if it cannot)."""
+        """Connect to the server (raises ``ConnectionError`` if it cannot).
+        ``auth`` (e.g. ``{"token": ...}``) is sent with every connection,
+        with where this client's history ends added to it."""
         self._loop = asyncio.get_running_loop()
+        self._auth = auth
         self.state = "connecting"
         self._refusal = None
         self._changed("state")
         try:
             await self.sio.connect(
-                self.url, transports=self.transports, auth=auth, wait_timeout=timeout)
+                self.url, transports=self.transports, auth=self._connect_auth,
+                wait_timeout=timeout)
         except socketio.exceptions.ConnectionError as exc:
             self.state = "disconnected"
             self._changed("state")
             why = f"the server refused: {self._refusal}" if self._refusal else exc
             raise ConnectionError(f"could not connect to {self.url}: {why}") from exc
+
+    def _connect_auth(self) -> Any:
+        # Called by python-socketio on every (re)connection, so the server
+        # always hears the newest offset.
+        if self.chat is None or not (self._auth is None or isinstance(self._auth, dict)):
+            return self._auth
+        return {**(self._auth or {}), "chat": self.chat, "serverOffset": self.last_offset or 0}
 
     async def _call(self, event: str, data: Any, timeout: float) -> dict[str, Any]:
         self.log.record("out", event, data)
@@ -227,20 +313,74 @@ class ChatClient:
             await self._call("adduser", name, timeout=5.0)
         except (ChatRefused, WaitTimeout, ConnectionError) as exc:
             self._on_error({"event": "adduser", "reason": f"could not rejoin: {exc}"})
+            return
+        await self._flush()
 
     async def send(
         self, text: str, *, room: str | None = None, to: str | None = None, timeout: float = 5.0
-    ) -> None:
+    ) -> int | None:
         """Send a message to everyone, to a ``room`` or ``to`` one user, and
-        wait for the server to accept it."""
+        wait for the server to accept it. A message to everyone returns its
+        offset; once joined, it is kept and sent again until the server
+        acknowledges it, even across reconnections."""
         if room is not None and to is not None:
             raise ValueError("give room or to, not both")
         if room is not None:
             await self._call("roommessage", {"room": room, "message": text}, timeout)
         elif to is not None:
             await self._call("direct", {"to": to, "message": text}, timeout)
+        elif self._wanted_name is None:
+            reply = await self._call("message", text, timeout)  # not joined: the server says why
+            return reply.get("offset")
         else:
-            await self._call("message", text, timeout)
+            return await self._send_reliably(text, timeout)
+        return None
+
+    async def _send_reliably(self, text: str, timeout: float) -> int:
+        """Send a public message under an id of its own until the server
+        acknowledges it; return its offset. On a timeout it stays queued
+        (see ``pending``) and is still sent after a reconnection."""
+        outgoing = _Outgoing(uuid.uuid4().hex, text, asyncio.get_running_loop().create_future())
+        self._outbox[outgoing.id] = outgoing
+        self._changed("pending")
+        self._start(self._flush())
+        try:
+            return await asyncio.wait_for(asyncio.shield(outgoing.done), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeout(
+                f"the server has not acknowledged the message within {timeout:g} s; "
+                f"it stays queued and is sent again when the client reconnects") from None
+
+    async def _flush(self) -> None:
+        """Send the queued messages in order, each until acknowledged, while
+        this client is connected and joined."""
+        if self._flushing is None:
+            self._flushing = asyncio.Lock()
+        async with self._flushing:
+            while self._outbox and self.connected and self.name is not None:
+                outgoing = next(iter(self._outbox.values()))
+                try:
+                    reply = await self._call(
+                        "message", (outgoing.text, outgoing.id), self.ack_timeout)
+                except WaitTimeout:
+                    continue  # lost on the way, or the server is slow: again
+                except ConnectionError:
+                    return  # sent again once reconnected
+                except ChatRefused as refusal:
+                    self._finish(outgoing, error=refusal)
+                else:
+                    self._finish(outgoing, offset=reply["offset"])
+
+    def _finish(self, outgoing: _Outgoing, *, offset: int = 0,
+                error: BaseException | None = None) -> None:
+        self._outbox.pop(outgoing.id, None)
+        if not outgoing.done.done():
+            if error is not None:
+                outgoing.done.set_exception(error)
+                outgoing.done.exception()  # a sender that timed out no longer waits
+            else:
+                outgoing.done.set_result(offset)
+        self._changed("pending")
 
     async def join(self, room: str, *, timeout: float = 5.0) -> list[str]:
         """Enter ``room``; return the rooms this client is now in."""
@@ -257,8 +397,34 @@ class ChatClient:
         return self.rooms
 
     async def disconnect(self) -> None:
-        """Leave the chat and close the connection (safe to call again)."""
+        """Leave the chat and close the connection (safe to call again).
+        Messages still waiting for an acknowledgement are given up."""
         self._wanted_name = None
+        await self._hang_up()
+        for outgoing in list(self._outbox.values()):
+            failed = ConnectionError("the client disconnected before the server acknowledged")
+            self._finish(outgoing, error=failed)
+
+    async def go_offline(self) -> None:
+        """Drop the connection as a failing network would, keeping the name,
+        the history and the messages waiting to go; :meth:`go_online` comes
+        back and catches up."""
+        if self._wanted_name is None:
+            raise ConnectionError("go_offline() is for a client that has joined with add_user()")
+        await self._hang_up()
+
+    async def go_online(self, *, timeout: float = 5.0) -> None:
+        """Reconnect after :meth:`go_offline`: join again under the same
+        name, receive what was missed, send what is waiting; return once
+        all that is done."""
+        if self._wanted_name is None:
+            raise ConnectionError("go_online() follows go_offline()")
+        await self.connect(timeout=timeout, auth=self._auth)
+        await self.wait_until(
+            lambda: self.name is not None and self.caught_up and not self._outbox,
+            timeout=timeout, what="the client rejoined, caught up and sent what was waiting")
+
+    async def _hang_up(self) -> None:
         await self.sio.shutdown()  # also ends a reconnection in progress
         for task in list(self._tasks):
             task.cancel()

@@ -6,11 +6,26 @@ sentence a learner can act on. Nothing here knows about sockets.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Limits", "Refused", "check_message", "check_name", "check_room", "describe"]
+__all__ = [
+    "Limits",
+    "Refused",
+    "check_message",
+    "check_message_id",
+    "check_name",
+    "check_resume",
+    "check_room",
+    "describe",
+]
+
+# A client's own id for a message: long enough for a UUID or
+# "<socket id>-<counter>", short and plain enough to store and show.
+MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,64}")
+MESSAGE_ID_RULE = "1 to 64 visible ASCII characters (letters, digits, punctuation; no spaces)"
 
 
 @dataclass(frozen=True)
@@ -111,3 +126,33 @@ def check_message(value: Any, limits: Limits = Limits()) -> str:
     _check_characters(value, "the message", allowed="\n\t")
     _check_visible(value, "the message")
     return value
+
+
+def check_message_id(value: Any) -> str | None:
+    """A message id (see ``MESSAGE_ID``), or None when the sender gave none."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Refused(f"the message id must be a string, not {describe(value)}")
+    if not MESSAGE_ID.fullmatch(value):
+        raise Refused(f"the message id must be {MESSAGE_ID_RULE}")
+    return value
+
+
+def check_resume(auth: Any) -> tuple[str | None, int | None]:
+    """Where a connecting client's history ends: the ``chat`` id and the
+    ``serverOffset`` in its connect ``auth`` (each None when not given)."""
+    if not isinstance(auth, dict):
+        return None, None
+    chat = auth.get("chat")
+    if chat is not None and not (isinstance(chat, str) and MESSAGE_ID.fullmatch(chat)):
+        raise Refused(f"auth.chat must be a chat id as the server sent it in history, "
+                      f"not {describe(chat)}")
+    offset = auth.get("serverOffset")
+    if offset is not None and (
+            isinstance(offset, bool) or not isinstance(offset, int) or offset < 0):
+        number = isinstance(offset, (int, float)) and not isinstance(offset, bool)
+        shown = repr(offset) if number else describe(offset)
+        raise Refused(f"auth.serverOffset must be a whole number of at least 0 "
+                      f"(the last offset this client saw), not {shown}")
+    return chat, offset

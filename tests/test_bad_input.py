@@ -93,7 +93,7 @@ async def test_a_flood_is_refused_while_another_connection_chats(chat_server):
         assert all(r["event"] == "join" for r in too_fast)
         # The observer's own bucket is untouched: it still chats.
         for n in range(5):
-            assert await observer.call("message", f"still here {n}", timeout=5) == {"ok": True}
+            assert (await observer.call("message", f"still here {n}", timeout=5))["ok"] is True
         await observer.wait_for("message", count=5)
         assert observer.received("error") == []
         assert chat.names() == ["observer"]
@@ -202,7 +202,8 @@ PACKETS = [
 
 async def observer_still_chats(chat: ChatServer, observer: RecordingClient, text: str) -> None:
     before = len(observer.received("message"))
-    assert await observer.call("message", text, timeout=5) == {"ok": True}
+    stored = await chat.store.count()
+    assert await observer.call("message", text, timeout=5) == {"ok": True, "offset": stored + 1}
     await observer.wait_for("message", count=before + 1)
     assert observer.received("message")[-1][0]["message"] == text
 

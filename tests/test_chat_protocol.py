@@ -52,7 +52,7 @@ async def test_message_reaches_everyone_with_text_user_and_id(raw, transport):
     for client in (ann, bob):
         await client.wait_for("message")
         assert events(client, "message") == [
-            {"message": "hello, ann", "user": "bob", "id": bob.get_sid()}]
+            {"message": "hello, ann", "user": "bob", "id": bob.get_sid(), "offset": 1}]
 
 
 async def test_disconnect_sends_users_not_user(raw, chat):

@@ -73,6 +73,7 @@ async def check_refused(sender, observer, chat, event, args, words):
     """Send the bad event with an acknowledgement, then a good marker, and
     check the refusal and that nothing else changed."""
     names_before = chat.names()
+    stored_before = await chat.store.count()
     messages_before = len(observer.received("message"))
     # A tuple is sent as that many arguments; None as no argument at all.
     reply = await sender.call(event, tuple(args) if args else None, timeout=5)
@@ -83,6 +84,7 @@ async def check_refused(sender, observer, chat, event, args, words):
     assert sender.received("error")[-1] == (reply,)
     assert observer.received("error") == [], "refusals go to the sender alone"
     assert chat.names() == names_before
+    assert await chat.store.count() == stored_before
     # The chat still serves everybody, and stored nothing from the refusal.
     await observer.call("message", "still alive", timeout=5)
     await observer.wait_for("message", count=messages_before + 1)
@@ -137,6 +139,6 @@ async def test_a_refusal_without_acknowledgement_still_sends_error(raw, chat):
 async def test_messages_keep_their_spacing_and_may_be_multiline(raw):
     ann = await joined(raw, "ann")
     text = "  def f():\n\treturn 1  "
-    assert await ann.call("message", text, timeout=5) == {"ok": True}
+    assert await ann.call("message", text, timeout=5) == {"ok": True, "offset": 1}
     await ann.wait_for("message")
     assert ann.received("message")[0][0]["message"] == text

@@ -246,8 +246,9 @@ async def test_event_log_shows_in_and_out_with_escaped_data(user, raw):
     rows = log_box._rows.value
     assert '<span class="chatlab-time">  0.000s</span> <span class="chatlab-in">←</span> ' \
         '<span class="chatlab-event">connect</span></div>' in rows
+    # sent as the text and the client's own id for the message
     out = ('<span class="chatlab-out">→</span> <span class="chatlab-event">message</span> '
-           '&quot;&lt;img src=x onerror=alert(1)&gt;&quot;</div>')
+           '[&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,&quot;')
     assert out in rows
     assert ('<span class="chatlab-in">←</span> <span class="chatlab-event">message</span> '
             '{&quot;message&quot;:&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,'
