@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sqlite3
 import sys
 from typing import Sequence
 
@@ -56,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         "--token", metavar="TOKEN", type=_token,
         help="let in only clients that connect with this shared token "
              "(auth={'token': TOKEN}); the page asks for it")
+    serve.add_argument(
+        "--db", metavar="PATH", default=":memory:",
+        help="keep the messages in this SQLite file, so the history survives a "
+             "restart (default: in memory, gone when the server stops)")
     return parser
 
 
@@ -65,8 +70,16 @@ def _token(text: str) -> str:
     return text
 
 
-async def _serve(host: str, port: int, origins: list[str], token: str | None) -> int:
-    chat = ChatServer(cors_origins=origins, token=token)
+async def _serve(
+    host: str, port: int, origins: list[str], token: str | None, db: str
+) -> int:
+    chat = ChatServer(cors_origins=origins, token=token, db=db)
+    try:
+        # Opened first, so a bad path is a clear error before anyone joins.
+        await chat.store.chat_id()
+    except sqlite3.Error as exc:
+        print(f"chatlab: cannot use {db!r} as the message database: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     try:
         server = await chat.serve(host=host, port=port, name="standalone")
     except PortInUseError as exc:
@@ -98,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chatlab`` command line; return the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(_serve(args.host, args.port, args.cors_origin, args.token))
+        return asyncio.run(
+            _serve(args.host, args.port, args.cors_origin, args.token, args.db))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return EXIT_INTERRUPTED

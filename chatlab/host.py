@@ -38,6 +38,10 @@ __all__ = [
 
 logger = logging.getLogger("chatlab")
 
+# How often, and how long each time, stop() waits for a task it cancelled.
+CANCEL_ATTEMPTS = 20
+CANCEL_GRACE = 0.1
+
 # Every server started by serve() and not yet stopped, by name.
 _running: dict[str, "RunningServer"] = {}
 
@@ -313,10 +317,18 @@ class RunningServer:
     @staticmethod
     async def _end_tasks(tasks: set[asyncio.Task[Any]]) -> None:
         current = asyncio.current_task()
-        pending = [task for task in tasks if task is not current and not task.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        pending = {task for task in tasks if task is not current and not task.done()}
+        # Cancelled again until they end: engineio's websocket loop catches
+        # every exception around handling a packet, a cancellation included,
+        # and then waits for the next packet as if nothing had happened.
+        for _ in range(CANCEL_ATTEMPTS):
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_GRACE)
+        if pending:
+            logger.warning("%d task(s) would not stop: %s", len(pending), pending)
 
     def _restore(self) -> None:
         if "start_service_task" in self._saved:

@@ -230,3 +230,41 @@ def test_a_bad_command_line_exits_2_with_usage(argv: list[str], capsys) -> None:
         main(argv)
     assert exit_info.value.code == 2
     assert "usage: chatlab" in capsys.readouterr().err
+
+
+async def test_with_a_database_file_the_history_survives_a_restart(serve_cli, tmp_path) -> None:
+    db = str(tmp_path / "chat.db")
+    first = await serve_cli("--db", db)
+    ann = ChatClient(first.url)
+    try:
+        await ann.connect()
+        await ann.add_user("ann")
+        assert await ann.send("before the restart") == 1
+    finally:
+        await ann.disconnect()
+    assert await first.stop() == 0
+
+    second = await serve_cli("--db", db)
+    bob = ChatClient(second.url)
+    try:
+        await bob.connect()
+        await bob.wait_until(lambda: bob.caught_up, what="bob has the history")
+        assert [(m.offset, m.user, m.text) for m in bob.messages] == [
+            (1, "ann", "before the restart")]
+        await bob.add_user("bob")
+        assert await bob.send("after it") == 2  # offsets go on from the file
+    finally:
+        await bob.disconnect()
+    assert await second.stop() == 0
+
+
+async def test_a_database_path_that_cannot_be_opened_is_a_clear_error(tmp_path) -> None:
+    missing = tmp_path / "no such folder" / "chat.db"
+    process = await run_cli("serve", "--port", "0", "--db", str(missing))
+    stdout, stderr = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
+    assert process.returncode == 2
+    assert stdout == b""
+    message = stderr.decode()
+    assert message.count("\n") == 1, message
+    assert "cannot use" in message and "message database" in message
+    assert "Traceback" not in message

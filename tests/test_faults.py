@@ -1,4 +1,5 @@
-"""Clients that vanish without saying goodbye leave the users list."""
+"""Faults: clients that vanish without saying goodbye leave the users list,
+and a server restarted on its database file loses and repeats nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import aiohttp
 
-from chatlab import ChatClient, ChatServer
+from chatlab import ChatClient, ChatServer, Limits
 
 JOIN_AND_WAIT = """
 import asyncio, sys, chatlab
@@ -69,4 +70,64 @@ async def test_a_client_that_stops_answering_pings_is_dropped_within_the_ping_ti
                 assert chat.names() == ["ann"]
     finally:
         await ann.disconnect()
+        await server.stop()
+
+
+async def test_a_restart_on_the_same_database_loses_and_repeats_nothing(tmp_path):
+    """Three users keep sending while the server is stopped and started
+    again, twice, on the same SQLite file. Afterwards every message any of
+    them sent is in every one's history exactly once, in the server's order."""
+    db = tmp_path / "chat.db"
+    limits = Limits(events_per_second=1000, burst=1000)
+    server = await ChatServer(db=db, limits=limits).serve(name="faults-restart")
+    port = server.port
+    clients = [ChatClient(server.url, ack_timeout=1) for _ in range(3)]
+    for n, client in enumerate(clients):
+        await client.connect()
+        await client.add_user(f"user{n}")
+    per_client = 60
+
+    async def keep_sending(client: ChatClient) -> list[int]:
+        offsets = []
+        for n in range(per_client):
+            # Long enough to ride out a restart: the message waits, and is
+            # sent again once the client is back.
+            offsets.append(await client.send(f"{client.name} #{n}", timeout=30))
+        return offsets
+
+    async def restart() -> None:
+        nonlocal server
+        await server.stop()
+        server = await ChatServer(db=db, limits=limits).serve(name="faults-restart", port=port)
+
+    async def restart_twice() -> None:
+        # Once mid-stream, and once more the moment a client is back (while
+        # it joins again, catches up and resends).
+        await clients[0].wait_until(lambda: (clients[0].last_offset or 0) >= 20, timeout=30)
+        await restart()
+        await clients[0].wait_until(lambda: clients[0].connected, timeout=30)
+        await restart()
+
+    try:
+        sent = await asyncio.gather(restart_twice(), *map(keep_sending, clients))
+        acknowledged = [offset for offsets in sent[1:] for offset in offsets]
+        total = per_client * len(clients)
+        assert sorted(acknowledged) == list(range(1, total + 1)), "each stored once"
+        for client in clients:
+            await client.wait_until(lambda: client.last_offset == total, timeout=30)
+        histories = [[(m.offset, m.user, m.text) for m in client.messages] for client in clients]
+        assert histories[0] == histories[1] == histories[2]
+        assert [offset for offset, _, _ in histories[0]] == list(range(1, total + 1))
+        for client in clients:  # each user's own messages, in the order sent
+            mine = [text for _, user, text in histories[0] if user == client.name]
+            assert mine == [f"{client.name} #{n}" for n in range(per_client)]
+        delivered = sum(len(history) for history in histories)
+        stored = len(await ChatServer(db=db).store.after(0))
+        assert stored == total and delivered == total * len(clients)
+        transmissions = sum(client.log.counts["out", "message"] for client in clients)
+        print(f"\nsent {total} ({transmissions} transmissions with the retries), "
+              f"stored {stored}, delivered {delivered} ({len(clients)} clients, 2 restarts)")
+    finally:
+        for client in clients:
+            await client.disconnect()
         await server.stop()

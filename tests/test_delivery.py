@@ -1,0 +1,217 @@
+"""Nothing lost, nothing twice: offsets, history and replay on (re)connect,
+message ids stored once, and a client that resends until acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import socketio
+
+import chatlab
+from chatlab import ChatClient, ChatServer, Limits, RecordingClient
+
+from test_chat_refusals import joined
+
+
+def seen(client: ChatClient) -> list[tuple[int | None, str]]:
+    return [(m.offset, m.text) for m in client.messages]
+
+
+async def served(chat: ChatServer, name: str) -> str:
+    return (await chat.serve(name=name)).url
+
+
+async def test_public_messages_get_offsets_in_order_and_room_and_direct_ones_none(user):
+    ann, bob = await user("ann"), await user("bob")
+    assert await ann.send("one") == 1
+    assert await bob.send("two") == 2
+    await ann.join("py")
+    await ann.send("to the room", room="py")
+    await ann.send("to bob", to="bob")
+    assert await ann.send("three") == 3
+    await bob.wait_for_message(text="three")
+    assert seen(bob) == [(1, "one"), (2, "two"), (None, "to bob"), (3, "three")]
+
+
+async def test_a_new_client_gets_the_recent_history_then_live_messages():
+    chat = ChatServer(history=3)
+    url = await served(chat, "history")
+    ann = ChatClient(url)
+    await ann.connect()
+    await ann.add_user("ann")
+    for n in range(1, 6):
+        await ann.send(f"m{n}")
+    late = RecordingClient("late")
+    await late.connect(url)
+    await late.wait_for("message", count=3)
+    await ann.send("m6")
+    await late.wait_for("message", count=4)
+    assert late.received("history") == [({"chat": chat.store._chat_id, "after": 2, "last": 5},)]
+    assert [m[0]["offset"] for m in late.received("message")] == [3, 4, 5, 6]
+    events = [entry.event for entry in late.log.entries if entry.direction == "in"]
+    assert events[:3] == ["connect", "history", "message"], "history comes first"
+    await chatlab.shutdown()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_a_returning_client_gets_exactly_what_it_missed_in_order(transport):
+    url = await served(ChatServer(limits=Limits(events_per_second=1000, burst=1000)), "missed")
+    ann, bob = ChatClient(url), ChatClient(url, transports=[transport])
+    for client, name in ((ann, "ann"), (bob, "bob")):
+        await client.connect()
+        await client.add_user(name)
+    await ann.send("before")
+    await bob.wait_for_message(text="before")
+    await bob.go_offline()
+    for n in range(60):  # more than the 50 a new client would get
+        await ann.send(f"missed {n}")
+    await bob.go_online()
+    await ann.send("after")
+    await bob.wait_for_message(text="after")
+    offsets = [m.offset for m in bob.messages]
+    assert offsets == list(range(1, 63)), offsets
+    assert [m.text for m in bob.messages][1:3] == ["missed 0", "missed 1"]
+    assert bob.users == ["ann", "bob"] and bob.name == "bob"
+    await chatlab.shutdown()
+
+
+async def test_a_message_sent_offline_is_delivered_once_after_coming_back(user):
+    ann, bob = await user("ann"), await user("bob")
+    await bob.go_offline()
+    sending = asyncio.ensure_future(bob.send("typed while offline", timeout=10))
+    await bob.wait_until(lambda: bob.pending == ["typed while offline"])
+    assert not sending.done()
+    await bob.go_online()
+    assert await sending == 1
+    assert bob.pending == []
+    await ann.wait_for_message(text="typed while offline")
+    await bob.send("marker")
+    await ann.wait_for_message(text="marker")
+    assert seen(ann) == [(1, "typed while offline"), (2, "marker")]
+    assert ann.messages[0].user == "bob" and bob.messages[0].mine
+
+
+async def test_a_message_id_is_stored_once_and_a_retry_gets_its_first_offset(raw, chat):
+    observer = await joined(raw, "observer")
+    ann = await joined(raw, "ann")
+    first = await ann.call("message", ("hello", "ann-1"), timeout=5)
+    again = await ann.call("message", ("hello", "ann-1"), timeout=5)
+    other = await ann.call("message", ("hello", "ann-2"), timeout=5)
+    assert first == {"ok": True, "offset": 1}
+    assert again == {"ok": True, "offset": 1, "duplicate": True}
+    assert other == {"ok": True, "offset": 2}
+    await observer.wait_for("message", count=2)
+    assert [m[0]["offset"] for m in observer.received("message")] == [1, 2]
+    assert await chat.store.count() == 2
+
+
+async def test_a_lost_acknowledgement_is_retried_under_the_same_id_and_stored_once(chat, user):
+    ann = await user("ann", ack_timeout=0.2)
+    bob = await user("bob")
+    # Hold the chat's ordering lock, as a slow disk would: the first send's
+    # acknowledgement comes too late, and the client sends it again.
+    async with chat._order:
+        sending = asyncio.ensure_future(ann.send("patience"))
+        await ann.log.wait_for("message", direction="out", count=2)
+    assert await sending == 1
+    sent = [e.data[0] for e in ann.log.entries if e.direction == "out" and e.event == "message"]
+    assert len({message_id for _, message_id in sent}) == 1, "every retry has the same id"
+    await ann.send("marker")
+    await bob.wait_for_message(text="marker")
+    assert seen(bob) == [(1, "patience"), (2, "marker")]
+    assert await chat.store.count() == 2
+
+
+async def test_offsets_from_another_history_get_the_recent_messages(raw, chat):
+    ann = await joined(raw, "ann")
+    for n in range(3):
+        await ann.call("message", f"m{n}", timeout=5)
+    stranger = RecordingClient("stranger")
+    await stranger.connect(chat.running.url,
+                           auth={"chat": "0" * 32, "serverOffset": 99})
+    try:
+        await stranger.wait_for("message", count=3)
+        assert stranger.received("history")[0][0]["after"] == 0
+    finally:
+        await stranger.shutdown()
+
+
+@pytest.mark.parametrize("auth,words", [
+    ({"serverOffset": -1}, "not -1"),
+    ({"serverOffset": "3"}, "not a string"),
+    ({"serverOffset": True}, "not a boolean"),
+    ({"serverOffset": 1.5}, "not 1.5"),
+    ({"chat": 5}, "auth.chat must be a chat id"),
+    ({"chat": "has space"}, "auth.chat must be a chat id"),
+])
+async def test_bad_resume_data_is_refused_with_the_reason(chat_server, auth, words):
+    client = ChatClient(chat_server.url)
+    with pytest.raises(ConnectionError, match="the server refused: auth") as refused:
+        await client.connect(auth=auth)
+    assert words in str(refused.value)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("hi", 5), "the message id must be a string, not a number"),
+    (("hi", ""), "1 to 64 visible ASCII characters"),
+    (("hi", "with space"), "1 to 64 visible ASCII characters"),
+    (("hi", "x" * 65), "1 to 64 visible ASCII characters"),
+    (("hi", "é"), "1 to 64 visible ASCII characters"),
+    (("hi", "id", "extra"), "a message id; not 3 arguments"),
+], ids=["number", "empty", "space", "too-long", "not-ascii", "three-arguments"])
+async def test_a_bad_message_id_is_refused_and_nothing_stored(raw, chat, args, words):
+    ann = await joined(raw, "ann")
+    reply = await ann.call("message", args, timeout=5)
+    assert reply["event"] == "message" and words in reply["reason"], reply
+    assert await chat.store.count() == 0
+
+
+async def test_live_messages_during_replays_are_neither_lost_nor_repeated(chat_server):
+    senders = [ChatClient(chat_server.url) for _ in range(3)]
+    for n, sender in enumerate(senders):
+        await sender.connect()
+        await sender.add_user(f"sender{n}")
+    readers = [ChatClient(chat_server.url) for _ in range(4)]
+
+    async def chatter(sender: ChatClient) -> None:
+        for n in range(40):
+            await sender.send(f"{sender.name} {n}", timeout=10)
+
+    async def come_and_go(reader: ChatClient) -> None:
+        # Connect mid-stream, then drop out and come back, twice: each
+        # return replays from the offset while others keep sending.
+        await reader.connect()
+        await reader.add_user(f"reader{readers.index(reader)}")
+        for _ in range(2):
+            await reader.wait_until(lambda: (reader.last_offset or 0) >= 10)
+            await reader.go_offline()
+            await reader.go_online()
+
+    await asyncio.gather(*map(chatter, senders), *map(come_and_go, readers))
+    for reader in readers:
+        await reader.wait_until(lambda: reader.last_offset == 120, timeout=10)
+        offsets = [m.offset for m in reader.messages]
+        first = offsets[0]
+        assert offsets == list(range(first, 121)), f"{reader.name}: {offsets}"
+    await chatlab.shutdown()
+
+
+async def test_the_tutorial_page_protocol_still_works_without_ids_or_offsets(raw):
+    """A client that knows none of it (the model tutorial's page): a plain
+    message, no auth; it gets history it may ignore, and its messages."""
+    ann = await raw("ann")
+    await ann.emit("adduser", "ann")
+    await ann.emit("message", "plain")
+    await ann.wait_for("message")
+    payload = ann.received("message")[0][0]
+    assert {payload["message"], payload["user"]} == {"plain", "ann"}
+    assert isinstance(payload["id"], str)
+
+
+async def test_a_refused_connection_keeps_nothing_for_it(chat):
+    client = socketio.AsyncClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(chat.running.url, auth={"serverOffset": -5})
+    await client.shutdown()
+    assert chat._resume == {} and chat._buckets == {}
