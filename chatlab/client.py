@@ -344,12 +344,14 @@ class ChatClient:
         self._outbox[outgoing.id] = outgoing
         self._changed("pending")
         self._start(self._flush())
-        try:
-            return await asyncio.wait_for(asyncio.shield(outgoing.done), timeout)
-        except asyncio.TimeoutError:
+        # asyncio.wait leaves the message queued when it times out (and, unlike
+        # wait_for on Python 3.11, never swallows a kernel interrupt).
+        await asyncio.wait((outgoing.done,), timeout=timeout)
+        if not outgoing.done.done():
             raise WaitTimeout(
                 f"the server has not acknowledged the message within {timeout:g} s; "
-                f"it stays queued and is sent again when the client reconnects") from None
+                f"it stays queued and is sent again when the client reconnects")
+        return outgoing.done.result()
 
     async def _flush(self) -> None:
         """Send the queued messages in order, each until acknowledged, while

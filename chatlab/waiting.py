@@ -62,8 +62,12 @@ class Changes:
         entry = (predicate, future)
         self._waiters.append(entry)
         try:
-            return await asyncio.wait_for(future, timeout)  # type: ignore[return-value]
-        except asyncio.TimeoutError:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting until {what}") from None
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation (a kernel interrupt) that comes as the future ends.
+            await asyncio.wait((future,), timeout=timeout)
         finally:
             self._waiters.remove(entry)
+        if not future.done():
+            future.cancel()
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting until {what}")
+        return future.result()  # type: ignore[return-value]

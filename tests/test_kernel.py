@@ -127,3 +127,113 @@ errors = await server.wait_for_errors(1)""",
         "'needs_data' with less data than the handler takes; give the data parameter a "
         "default, e.g. `async def needs_data(sid, data=None)`)\n")
     assert outputs[2] == ("1\n", "")  # reported once, in the cell where it happened
+
+
+CHAT_WITH_CLIENTS = """\
+import asyncio, socket, chatlab
+before = set(asyncio.all_tasks())
+fast = chatlab.Limits(events_per_second=10**6, burst=10**6)
+chat = chatlab.ChatServer(limits=fast)
+server = await chat.serve(name="kernel-chat")
+ann, bob = chatlab.ChatClient(server.url), chatlab.ChatClient(server.url)
+for client, name in ((ann, "ann"), (bob, "bob")):
+    await client.connect()
+    await client.add_user(name)
+print("port", server.port)"""
+
+BROADCAST_FOREVER = """\
+print("broadcasting", flush=True)
+while True:
+    await ann.send("again and again")"""
+
+AFTER_THE_INTERRUPT = """\
+await bob.send("still here")
+await ann.wait_for_message(text="still here")
+print("chat works:", server.running)
+await chatlab.shutdown()
+def socket_io_task(task):  # not the kernel's own (it starts tasks per cell)
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and any(
+        name in code.co_filename for name in ("chatlab", "socketio", "engineio", "aiohttp"))
+left = {task for task in asyncio.all_tasks() - before if socket_io_task(task)}
+if left:
+    _, left = await asyncio.wait(left, timeout=5)
+try:
+    socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    port = "still open"
+except ConnectionRefusedError:
+    port = "closed"
+print("servers:", chatlab.running_servers(), "port:", port, "tasks left:", len(left))"""
+
+
+class Kernel:
+    """A real kernel, driven cell by cell."""
+
+    def __init__(self) -> None:
+        self.manager = KernelManager(kernel_name="python3")
+
+    def __enter__(self) -> "Kernel":
+        self.manager.start_kernel()
+        self.connect()
+        return self
+
+    def connect(self) -> None:
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 30) -> tuple[str, dict]:
+        """Run a cell; return its stdout and the execute reply's content."""
+        out: list[str] = []
+
+        def output(message: dict) -> None:
+            if message["msg_type"] == "stream" and message["content"]["name"] == "stdout":
+                out.append(message["content"]["text"])
+
+        reply = self.client.execute_interactive(code, timeout=timeout, output_hook=output)
+        return "".join(out), reply["content"]
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+def test_interrupting_the_kernel_mid_broadcast_leaves_a_working_chat_and_a_clean_shutdown():
+    with Kernel() as kernel:
+        out, reply = kernel.run(CHAT_WITH_CLIENTS)
+        assert reply["status"] == "ok", reply
+        # stop_on_error=False: the interrupt must not abort the cells after it.
+        msg_id = kernel.client.execute(BROADCAST_FOREVER, stop_on_error=False)
+        # Interrupt once the cell is inside its loop (it says so first).
+        while True:
+            message = kernel.client.get_iopub_msg(timeout=30)
+            if (message["parent_header"].get("msg_id") == msg_id
+                    and message["msg_type"] == "stream"
+                    and "broadcasting" in message["content"]["text"]):
+                break
+        kernel.manager.interrupt_kernel()
+        reply = kernel.client.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] in ("KeyboardInterrupt", "CancelledError")
+        out, reply = kernel.run(AFTER_THE_INTERRUPT)
+        assert reply["status"] == "ok", reply
+        assert out == "chat works: True\nservers: {} port: closed tasks left: 0\n"
+
+
+def test_restarting_the_kernel_frees_the_port_for_the_next_server():
+    with Kernel() as kernel:
+        out, reply = kernel.run(CHAT_WITH_CLIENTS)
+        assert reply["status"] == "ok", reply
+        port = int(out.split()[-1])
+        kernel.client.stop_channels()
+        kernel.manager.restart_kernel(now=False)
+        kernel.connect()
+        out, reply = kernel.run(
+            "import chatlab\n"
+            "chat = chatlab.ChatServer()\n"
+            f"server = await chat.serve(name='again', port={port})\n"
+            "print(server.running, chatlab.running_servers())\n"
+            "await chatlab.shutdown()")
+        assert reply["status"] == "ok", reply
+        assert out == "True {'again': <RunningServer 'again' running>}\n"
