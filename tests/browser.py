@@ -134,3 +134,22 @@ def message(page: Page, text: str) -> Locator:
     """The page's message item whose text is exactly ``text``."""
     return page.locator("#messages li.message").filter(
         has=page.locator(".text", has_text=re.compile("^" + re.escape(text) + "$")))
+
+
+def message_texts(page: Page) -> Locator:
+    """The text of every message on the page, in the order shown."""
+    return page.locator("#messages li.message .text")
+
+
+def pending(page: Page) -> Locator:
+    """The page's messages still waiting for the server's acknowledgement."""
+    return page.locator("#messages li.message.pending")
+
+
+async def delivered_offsets(page: Page) -> list[int | None]:
+    """The offset of every message on the page, in the order shown (None for
+    a room or direct message), once none is still sending."""
+    await expect(pending(page)).to_have_count(0)
+    return await page.locator("#messages li.message").evaluate_all(
+        "(items) => items.map((item) => item.dataset.offset === undefined"
+        " ? null : Number(item.dataset.offset))")

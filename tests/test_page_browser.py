@@ -8,11 +8,14 @@ page's integrity hash must match that package for any of this to work.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import re
-from typing import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -23,7 +26,19 @@ from chatlab import ChatClient, ChatServer, RunningServer
 from chatlab.chat import WEB_DIR
 
 import browser as shared
-from browser import CDN_PREFIX, CHROMIUM_ARGS, JS_DIR, join, message, route_cdn, screenshot, send
+from browser import (
+    CDN_PREFIX,
+    CHROMIUM_ARGS,
+    JS_DIR,
+    join,
+    message,
+    delivered_offsets,
+    message_texts,
+    pending,
+    route_cdn,
+    screenshot,
+    send,
+)
 
 EVIL_MESSAGE = '<img src=x onerror="window.__pwned=1">'
 # The chat's names are at most 32 characters, so the script tag is short.
@@ -48,10 +63,10 @@ def client_version() -> str:
 async def browser(client_js: bytes) -> AsyncIterator[Browser]:
     executable = shared.require_chromium()
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
+        launched = await playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+        yield launched
+        await launched.close()
 
 
 OpenPage = Callable[..., Awaitable[Page]]
@@ -218,8 +233,10 @@ async def test_the_page_rejoins_when_the_server_comes_back(
     await chat_server.stop()
     await expect(page.locator("#state")).to_have_attribute(
         "data-state", re.compile("^(disconnected|connecting)$"))
-    await expect(page.locator("#message-input")).to_be_disabled()
     await expect(page.locator("#users li")).to_have_count(0)
+    # The box stays usable: what is typed now waits for the server (see
+    # test_a_message_typed_while_the_server_is_down_is_sent_once_it_is_back).
+    await expect(page.locator("#message-input")).to_be_enabled()
 
     # The same chat on the same port, as after a restart: the page joins
     # again under its name, without asking.
@@ -229,6 +246,279 @@ async def test_the_page_rejoins_when_the_server_comes_back(
     assert chat.names() == ["ann"]
     await send(page, "back again")
     await expect(message(page, "back again")).to_have_class(re.compile(r"\bmine\b"))
+
+
+# -- delivery: history, catching up, sending until acknowledged -------------------
+
+DOWN = re.compile("^(disconnected|connecting)$")
+PENDING = re.compile(r"\bpending\b")
+MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,64}")  # the server's rule for a message id
+
+_chat_names = itertools.count()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Path]:
+    """A SQLite file for the chats a test starts with serve_chat(); they are
+    all stopped at the end. Ask for it before open_page, so that the pages
+    close first."""
+    yield tmp_path / "chat.db"
+    await chatlab.shutdown()
+
+
+async def serve_chat(db: Path, *, port: int = 0, **options: Any) -> tuple[ChatServer, RunningServer]:
+    """A new chat server on ``db``: started again on the same file and port,
+    it is the same chat after a restart, history and offsets included."""
+    chat = ChatServer(db=db, **options)
+    return chat, await chat.serve(name=f"stored-chat-{next(_chat_names)}", port=port)
+
+
+async def python_user(url: str, name: str, *, auth: Any = None) -> ChatClient:
+    client = ChatClient(url)
+    await client.connect(auth=auth)
+    await client.add_user(name)
+    return client
+
+
+async def back_online(client: ChatClient) -> None:
+    """Wait until a ChatClient has reconnected by itself, rejoined and caught up."""
+    await client.wait_until(lambda: client.name is not None and client.caught_up,
+                            timeout=15, what="the client rejoined and caught up")
+
+
+def hold_messages(chat: ChatServer, handle: Callable[..., Awaitable[Any]]) -> list[tuple[Any, ...]]:
+    """Put ``handle(send_on, sid, *args)`` in front of the server's
+    ``message`` handler (``send_on`` is that handler); return the list of
+    the arguments of every ``message`` event, in order of arrival."""
+    send_on = chat.sio.handlers["/"]["message"]
+    arrived: list[tuple[Any, ...]] = []
+
+    async def handler(sid: str, *args: Any) -> Any:
+        arrived.append(args)
+        return await handle(send_on, sid, *args)
+
+    chat.sio.on("message", handler=handler)
+    return arrived
+
+
+async def test_a_page_that_comes_late_sees_the_recent_history_once(
+    db: Path, open_page: OpenPage
+) -> None:
+    chat, running = await serve_chat(db, history=3)
+    py = await python_user(running.url, "py")
+    for number in range(1, 6):
+        await py.send(f"earlier {number}")
+
+    # Before joining, the page shows the three most recent messages, oldest
+    # first, without the time they arrived (which is not when they were sent).
+    page = await open_page(running.url + "/")
+    recent = ["earlier 3", "earlier 4", "earlier 5"]
+    await expect(message_texts(page)).to_have_text(recent)
+    assert await delivered_offsets(page) == [3, 4, 5]
+    await expect(page.locator("#messages li.message .time")).to_have_count(0)
+    await expect(message(page, "earlier 5").locator(".sender")).to_have_text("py")
+
+    # Joining and chatting on adds to them; nothing shows twice.
+    await join(page, "late")
+    await py.send("now")
+    await send(page, "hello")
+    await expect(message_texts(page)).to_have_text([*recent, "now", "hello"])
+    assert await delivered_offsets(page) == [3, 4, 5, 6, 7]
+    await expect(message(page, "now").locator(".time")).to_have_count(1)
+    await expect(message(page, "hello")).to_have_class(re.compile(r"\bmine\b"))
+    await screenshot(page, "chat-history")
+
+    # Another page for the same chat (a reload, a new tab) starts afresh.
+    again = await open_page(running.url + "/")
+    await expect(message_texts(again)).to_have_text(["earlier 5", "now", "hello"])
+    await expect(message(again, "hello")).not_to_have_class(re.compile(r"\bmine\b"))
+    await py.disconnect()
+
+
+async def test_a_page_cut_off_while_others_chat_gets_every_message_once_in_order(
+    db: Path, open_page: OpenPage
+) -> None:
+    chat, running = await serve_chat(db)
+    port = running.port
+    page = await open_page(running.url + "/")
+    await join(page, "web")
+    py = await python_user(running.url, "py")
+    sent: list[str] = []
+
+    async def py_says(*numbers: int) -> None:
+        for number in numbers:
+            sent.append(f"m{number}")
+            await py.send(f"m{number}", timeout=15)
+
+    await py_says(1, 2, 3)
+    await expect(message_texts(page)).to_have_text(sent)
+
+    # The page's network goes down and, while it is away, the server
+    # restarts (a new ChatServer on the same database file and port) and py
+    # chats on: the page can only get these from the history.
+    await page.context.set_offline(True)
+    await running.stop()
+    await expect(page.locator("#state")).to_have_attribute("data-state", DOWN)
+    chat, running = await serve_chat(db, port=port)
+    await back_online(py)
+    await py_says(4, 5, 6, 7)
+    assert chat.names() == ["py"]  # the page is still away
+
+    # Back online, the page reconnects by itself and catches up; py keeps
+    # sending, before and after the page is back.
+    await page.context.set_offline(False)
+    await py_says(8, 9, 10)
+    await expect(page.locator("#state")).to_have_text("connected as web")
+    await py_says(11, 12)
+    await send(page, "caught up")
+    sent.append("caught up")
+
+    await expect(message_texts(page)).to_have_text(sent)
+    assert await delivered_offsets(page) == list(range(1, len(sent) + 1))
+    assert await chat.store.count() == len(sent)
+    await expect(pending(page)).to_have_count(0)
+    await py.disconnect()
+
+
+async def test_a_message_typed_while_the_server_is_down_is_sent_once_it_is_back(
+    db: Path, open_page: OpenPage
+) -> None:
+    chat, running = await serve_chat(db)
+    port = running.port
+    ann = await open_page(running.url + "/")
+    bob = await open_page(running.url + "/")
+    await join(ann, "ann")
+    await join(bob, "bob")
+    py = await python_user(running.url, "py")
+
+    await running.stop()
+    await expect(ann.locator("#state")).to_have_attribute("data-state", DOWN)
+    await send(ann, "typed while down")
+    await send(ann, "and another")
+    # Shown at once, greyed, as not yet sent.
+    waiting = pending(ann)
+    await expect(waiting.locator(".text")).to_have_text(["typed while down", "and another"])
+    await expect(waiting.locator(".status")).to_have_text(["sending…", "sending…"])
+    assert await style(waiting.first, "opacity") != "1"
+    await screenshot(ann, "chat-sending")
+
+    chat, running = await serve_chat(db, port=port)
+    await expect(ann.locator("#state")).to_have_text("connected as ann")
+    await expect(pending(ann)).to_have_count(0)
+    await expect(ann.locator("#messages .status")).to_have_count(0)
+    await expect(message(ann, "typed while down")).to_have_class(re.compile(r"\bmine\b"))
+    assert await style(message(ann, "typed while down"), "opacity") == "1"
+
+    # Once for everyone. py's message, stored after them, arriving
+    # everywhere means that anything sent twice would be here by now.
+    await back_online(py)
+    await py.send("the last")
+    expected = ["typed while down", "and another", "the last"]
+    for page in (ann, bob):
+        await expect(message_texts(page)).to_have_text(expected)
+        assert await delivered_offsets(page) == [1, 2, 3]
+    await py.wait_for_message(text="the last")
+    assert [m.text for m in py.messages] == expected
+    assert await chat.store.count() == 3
+    await py.disconnect()
+
+
+async def test_an_unacknowledged_message_is_sent_again_under_the_same_id(
+    chat: ChatServer, chat_server: RunningServer, open_page: OpenPage
+) -> None:
+    # The server sits on the first message it gets (no acknowledgement
+    # comes) until the page has sent it again and that one got through.
+    first_done = asyncio.Event()
+
+    async def hold_the_first(send_on: Callable[..., Awaitable[Any]], sid: str, *args: Any) -> Any:
+        if len(arrived) == 1:
+            await first_done.wait()
+        return await send_on(sid, *args)
+
+    arrived = hold_messages(chat, hold_the_first)
+    page = await open_page(chat_server.url + "/")
+    await join(page, "ann")
+    await send(page, "slow")
+    await expect(pending(page)).to_have_count(1)
+    # The page gives up waiting after a few seconds and sends it again.
+    await expect(pending(page)).to_have_count(0, timeout=15_000)
+    first_done.set()
+
+    await send(page, "next")
+    await expect(message_texts(page)).to_have_text(["slow", "next"])
+    assert await chat.store.count() == 2
+    (text, first_id), (_, second_id), (_, next_id) = arrived
+    assert text == "slow" and first_id == second_id != next_id
+    assert MESSAGE_ID.fullmatch(first_id) and MESSAGE_ID.fullmatch(next_id)
+
+
+async def test_a_message_stored_but_not_acknowledged_is_shown_and_stored_once(
+    db: Path, open_page: OpenPage
+) -> None:
+    # The server stores the first message and then goes down before it can
+    # send it to anyone or acknowledge it, as in a crash.
+    chat, running = await serve_chat(db)
+    port = running.port
+
+    async def store_then_hang(send_on: Callable[..., Awaitable[Any]], sid: str, *args: Any) -> Any:
+        if len(arrived) > 1:
+            return await send_on(sid, *args)
+        await chat.store.add(chat.users[sid], sid, *args)
+        stored.set()
+        await asyncio.Event().wait()  # until the server stops
+
+    stored = asyncio.Event()
+    arrived = hold_messages(chat, store_then_hang)
+    page = await open_page(running.url + "/")
+    await join(page, "ann")
+    await send(page, "stored once")
+    await stored.wait()
+    await expect(pending(page)).to_have_count(1)
+    await running.stop()
+
+    # Back, the server replays it from its history (the page's own, from
+    # its old connection), and the page sends it again under the same id,
+    # which the server acknowledges without storing it again.
+    chat, running = await serve_chat(db, port=port)
+    arrived_again = hold_messages(chat, lambda send_on, sid, *args: send_on(sid, *args))
+    await expect(page.locator("#state")).to_have_text("connected as ann")
+    await expect(pending(page)).to_have_count(0)
+    await send(page, "after")
+    await expect(message_texts(page)).to_have_text(["stored once", "after"])
+    await expect(message(page, "stored once")).to_have_class(re.compile(r"\bmine\b"))
+    assert await delivered_offsets(page) == [1, 2]
+    assert await chat.store.count() == 2
+    assert arrived_again[0] == arrived[0]  # the same text, the same id
+
+
+async def test_the_page_keeps_its_token_and_its_place_across_reconnections(
+    db: Path, open_page: OpenPage
+) -> None:
+    chat, running = await serve_chat(db, token="sesame")
+    port = running.port
+    page = await open_page(running.url + "/")
+    await page.locator("#token").fill("sesame")
+    await page.get_by_role("button", name="Connect").click()
+    await join(page, "ann")
+    py = await python_user(running.url, "py", auth={"token": "sesame"})
+    await py.send("before")
+    await expect(message_texts(page)).to_have_text(["before"])
+
+    await page.context.set_offline(True)
+    await running.stop()
+    await expect(page.locator("#state")).to_have_attribute("data-state", DOWN)
+    chat, running = await serve_chat(db, port=port, token="sesame")
+    await back_online(py)
+    await py.send("while away")
+    assert chat.names() == ["py"]  # the page is still away
+    await page.context.set_offline(False)
+
+    # In again without asking for the token, and only the message missed.
+    await expect(page.locator("#state")).to_have_text("connected as ann")
+    await expect(page.locator("#token-form")).to_be_hidden()
+    await expect(message_texts(page)).to_have_text(["before", "while away"])
+    assert await delivered_offsets(page) == [1, 2]
+    await py.disconnect()
 
 
 # -- failures shown on the page ----------------------------------------------------
