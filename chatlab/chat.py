@@ -311,7 +311,7 @@ class ChatServer:
             self._check_rate(sid)
             return await handler(sid, *args)
         except Refused as refusal:
-            return await self._refuse(sid, event, refusal.reason)
+            return await self._refuse(sid, event, refusal.reason, refusal.retry_after)
 
     def _check_rate(self, sid: str) -> None:
         bucket = self._buckets.get(sid)
@@ -320,13 +320,18 @@ class ChatServer:
             # the connection is gone, so there is nobody left to act for.
             raise Refused("this connection has closed")
         if not bucket.take():
+            wait = round(max(bucket.retry_after(), 0.01), 2)
             raise Refused(
                 f"too fast: at most {self.limits.events_per_second:g} events a second "
-                f"(bursts of {self.limits.burst}); try again in "
-                f"{max(bucket.retry_after(), 0.01):.2f} s")
+                f"(bursts of {self.limits.burst}); try again in {wait:.2f} s",
+                retry_after=wait)
 
-    async def _refuse(self, sid: str, event: str, reason: str) -> dict[str, str]:
-        payload = {"event": event, "reason": reason}
+    async def _refuse(
+        self, sid: str, event: str, reason: str, retry_after: float | None = None
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"event": event, "reason": reason}
+        if retry_after is not None:
+            payload["retryAfter"] = retry_after  # seconds: a client may send it again then
         await self.sio.emit("error", payload, to=sid)
         return payload
 
@@ -407,6 +412,9 @@ class ChatServer:
             message, new = await self.store.add(user, sid, text, message_id)
             if new:
                 await self.sio.emit("message", message.payload(), room=LIVE_ROOM)
+        if not new and (message.user, message.text) != (user, text):
+            raise Refused(f"the message id {message_id!r} is another message's; "
+                          f"send this one with an id of its own")
         if not new:
             return {"ok": True, "offset": message.offset, "duplicate": True}
         return {"ok": True, "offset": message.offset}

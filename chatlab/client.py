@@ -35,10 +35,11 @@ _clients: "weakref.WeakSet[ChatClient]" = weakref.WeakSet()
 class ChatRefused(Exception):
     """The server refused an event; ``reason`` says why."""
 
-    def __init__(self, event: str, reason: str) -> None:
+    def __init__(self, event: str, reason: str, retry_after: float | None = None) -> None:
         super().__init__(f"the server refused {event!r}: {reason}")
         self.event = event
         self.reason = reason
+        self.retry_after = retry_after  # seconds, when the server said to try again
 
 
 @dataclass(frozen=True)
@@ -221,10 +222,11 @@ class ChatClient:
         after, last = data.get("after"), data.get("last")
         if not (isinstance(after, int) and isinstance(last, int)):
             return
-        if data.get("chat") != self.chat:
-            # Another history (a new server): its offsets start afresh.
-            self.chat = data.get("chat")
-            self.last_offset = after
+        # Another history (a new server) has offsets of its own; and what
+        # follows starts after `after`: normally the offset this client sent,
+        # lower if the server's history is shorter (a restored file).
+        self.chat = data.get("chat")
+        self.last_offset = after
         self.history_until = last
         self._changed("messages")
 
@@ -297,7 +299,10 @@ class ChatClient:
                 f"call connect() first") from None
         if not (isinstance(reply, dict) and reply.get("ok") is True):
             reason = reply.get("reason") if isinstance(reply, dict) else None
-            raise ChatRefused(event, str(reason or f"unexpected reply {reply!r}"))
+            retry_after = reply.get("retryAfter") if isinstance(reply, dict) else None
+            if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool):
+                retry_after = None
+            raise ChatRefused(event, str(reason or f"unexpected reply {reply!r}"), retry_after)
         return reply
 
     async def add_user(self, name: str, *, timeout: float = 5.0) -> None:
@@ -369,6 +374,11 @@ class ChatClient:
                 except ConnectionError:
                     return  # sent again once reconnected
                 except ChatRefused as refusal:
+                    if refusal.retry_after is not None:
+                        # Too fast (a long queue sent after a reconnection):
+                        # the server said when it will take it.
+                        await asyncio.sleep(min(refusal.retry_after, self.ack_timeout))
+                        continue
                     self._finish(outgoing, error=refusal)
                 else:
                     self._finish(outgoing, offset=reply["offset"])

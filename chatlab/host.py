@@ -16,9 +16,9 @@ import asyncio
 import collections
 import errno
 import logging
-import sys
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Generator
 
 import socketio
@@ -52,21 +52,29 @@ class PortInUseError(OSError):
 
 @dataclass
 class HandlerError:
-    """An exception raised by one of the server's event handlers."""
+    """An exception raised by one of the server's event handlers (or, with
+    ``background`` set, by a task started with ``sio.start_background_task``,
+    named by ``event``)."""
 
     event: str
     namespace: str
     sid: str | None
     exception: BaseException
     traceback: str = field(repr=False, default="")
+    background: bool = False
 
     def __str__(self) -> str:
-        text = (
-            f"the handler for {self.event!r} raised "
-            f"{type(self.exception).__name__}: {self.exception}"
-        )
+        where = f"the background task {self.event!r}" if self.background \
+            else f"the handler for {self.event!r}"
+        text = f"{where} raised {type(self.exception).__name__}: {self.exception}"
+        if self.background:
+            return text
         hint = _hint_for(self.exception, self.event)
         return f"{text} ({hint})" if hint else text
+
+
+def _depth(exception: BaseException) -> int:
+    return sum(1 for _ in traceback.walk_tb(exception.__traceback__))
 
 
 def _hint_for(exception: BaseException, event: str) -> str:
@@ -212,9 +220,22 @@ class RunningServer:
             task = original(target, *args, **kwargs)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(partial(self._task_done, target))
             return task
 
         self.sio.eio.start_background_task = start_background_task
+
+    def _task_done(self, target: Any, task: asyncio.Task[Any]) -> None:
+        # Handlers' errors are caught (and recorded) inside trigger_event;
+        # what reaches here came from a task the server's code started, and
+        # would otherwise only be "Task exception was never retrieved".
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        name = getattr(target, "__qualname__", None) or repr(target)
+        self._record_error(HandlerError(
+            name, "/", None, exc, "".join(traceback.format_exception(exc)), background=True))
 
     def _watch_handlers(self) -> None:
         # python-socketio runs event handlers in background tasks, so an
@@ -223,20 +244,31 @@ class RunningServer:
         # kit record it and report it clearly instead.
         original = self.sio._trigger_event
         self._saved["_trigger_event"] = original
+        # The TypeError of a connect handler called with auth=None, by sid,
+        # until python-socketio's second try shows whether it was the one.
+        # (Its depth is taken here: a traceback grows as it propagates.)
+        first_type_errors: dict[Any, tuple[TypeError, int]] = {}
 
         async def trigger_event(event: str, namespace: str, *args: Any) -> Any:
+            legacy_connect = event == "connect" and len(args) == 2
+            first = first_type_errors.pop(args[0], None) if legacy_connect else None
             try:
                 return await original(event, namespace, *args)
             except (asyncio.CancelledError, socketio.exceptions.ConnectionRefusedError,
                     ConnectionRefusedError):
                 raise  # python-socketio's own ways to end a handler
-            except TypeError:
+            except TypeError as exc:
                 # Without auth, python-socketio first calls a connect handler
                 # with auth=None and, on TypeError, again without it (the
-                # older two-argument form): let it try that.
+                # older two-argument form): let it try that. If that fails
+                # too, the error raised deeper (inside the handler, not at
+                # the call for a wrong number of arguments) is its own.
                 if event == "connect" and len(args) == 3 and args[2] is None:
+                    first_type_errors[args[0]] = exc, _depth(exc)
                     raise
-                return self._failed(event, namespace, args, sys.exc_info()[1])
+                if first is not None and first[1] >= _depth(exc):
+                    exc = first[0]
+                return self._failed(event, namespace, args, exc)
             except Exception as exc:
                 return self._failed(event, namespace, args, exc)
 
@@ -246,7 +278,8 @@ class RunningServer:
                 exc: BaseException | None) -> Any:
         assert exc is not None
         sid = args[0] if args and isinstance(args[0], str) else None
-        self._record_error(HandlerError(event, namespace, sid, exc, traceback.format_exc()))
+        self._record_error(HandlerError(
+            event, namespace, sid, exc, "".join(traceback.format_exception(exc))))
         # A failed connect handler refuses the connection; a failed event
         # handler sends no acknowledgement, as without chatlab.
         return False if event == "connect" else self.sio.not_handled

@@ -43,13 +43,16 @@ class RecordingClient(socketio.AsyncClient):
 
     async def emit(self, event: str, data: Any = None, namespace: str | None = None,
                    callback: Any = None) -> None:
-        self.log.record("out", event, *(() if data is None else (data,)))
+        if (namespace or "/") in self.namespaces:  # else emit() raises: nothing went out
+            self.log.record("out", event, *(() if data is None else (data,)))
         await super().emit(event, data, namespace=namespace, callback=callback)
 
     async def _trigger_event(self, event: str, namespace: str, *args: Any) -> Any:
         # Every incoming event passes here, whether or not it has a handler;
-        # connect_error and disconnect included.
-        self.log.record("in", event, *args)
+        # connect_error and disconnect included. python-socketio's own
+        # bookkeeping events ("__disconnect_final") are not the server's.
+        if not event.startswith("__"):
+            self.log.record("in", event, *args)
         return await super()._trigger_event(event, namespace, *args)
 
     async def wait_for(self, event: str, *, count: int = 1, timeout: float = 5.0) -> int:

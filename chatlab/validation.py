@@ -52,9 +52,10 @@ class Limits:
 class Refused(Exception):
     """An event the server will not act on, and why."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.retry_after = retry_after  # set when the same event may succeed later
 
 
 def describe(value: Any) -> str:

@@ -26,6 +26,9 @@ from .waiting import WaitTimeout
 
 __all__ = ["ChatWidget", "EventLogWidget", "SideBySide", "side_by_side"]
 
+# The status while the client holds messages the server has not acknowledged.
+WAITING = "not acknowledged yet: the message is sent again until the server has it"
+
 # One stylesheet for both widgets, scoped by their classes. JupyterLab's
 # theme variables keep it readable in the dark theme too.
 _STYLE = """<style>
@@ -48,6 +51,7 @@ _STYLE = """<style>
   border-bottom-left-radius: 3px; }
 .chatlab-msg.chatlab-mine { align-self: flex-end; background: #d6ebff;
   color: #10233d; border-bottom-left-radius: 12px; border-bottom-right-radius: 3px; }
+.chatlab-msg.chatlab-pending { opacity: 0.55; }
 .chatlab-meta { font-size: 11px; opacity: 0.75; }
 .chatlab-text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .chatlab-tag { margin-left: 4px; padding: 0 5px; border-radius: 6px;
@@ -106,6 +110,10 @@ class ChatWidget(W.VBox):
     ``send_button.click()``, or ``await submit("hi")``.
     """
 
+    # Seconds a send waits for the server before the widget says it is
+    # waiting (the client keeps the message and sends it again meanwhile).
+    send_timeout = 5.0
+
     def __init__(self, client: ChatClient, *, max_messages: int = 200, **box_options: Any) -> None:
         self.text = W.Text(placeholder="Type a message and press Enter",
                            layout=W.Layout(flex="1 1 auto", width="auto", min_width="60px"))
@@ -147,18 +155,28 @@ class ChatWidget(W.VBox):
     async def submit(self, text: str | None = None) -> None:
         """Send ``text``, or else the text box's value, to everyone.
 
-        The box is cleared once the server accepts the message it held. A
-        refused or failed send leaves the box as it was and shows why in the
-        status line; it is not raised, as a click could not catch it either.
+        The box is cleared once the server accepts the message it held, or
+        once the client holds it to send when the connection is back (shown
+        as "sending…" meanwhile). A refused or failed send leaves the box as
+        it was and shows why in the status line; it is not raised, as a click
+        could not catch it either.
         """
         from_box = text is None
         message = self.text.value if text is None else text
         try:
-            await self.client.send(message)
-        except (ChatRefused, WaitTimeout, ConnectionError) as exc:
+            await self.client.send(message, timeout=self.send_timeout)
+        except WaitTimeout as exc:
+            if message not in self.client.pending:
+                self._set_problem(str(exc))
+                return
+            # Kept by the client and sent when it can: typing it again
+            # would send it twice.
+            self._set_problem(WAITING)
+        except (ChatRefused, ConnectionError) as exc:
             self._set_problem(str(exc))
             return
-        self._set_problem("")
+        else:
+            self._set_problem("")
         # Typing may have gone on while the send was on its way: keep that.
         if from_box and self.text.value == message:
             self.text.value = ""
@@ -217,6 +235,7 @@ class ChatWidget(W.VBox):
         "rooms": ("_render_header",),
         "users": ("_render_users",),
         "messages": ("_render_messages",),
+        "pending": ("_render_messages", "_render_waiting"),
         "errors": ("_render_error",),
     }
 
@@ -254,8 +273,12 @@ class ChatWidget(W.VBox):
 
     def _render_messages(self) -> None:
         shown = self.client.messages[-self.max_messages:] if self.max_messages > 0 else []
-        rows = "".join(self._render_message(m) for m in shown) or \
-            '<div class="chatlab-empty">no messages yet</div>'
+        rows = "".join(self._render_message(m) for m in shown)
+        rows += "".join(
+            '<div class="chatlab-msg chatlab-mine chatlab-pending"><div class="chatlab-meta">'
+            f'you · sending…</div><div class="chatlab-text">{_e(text)}</div></div>'
+            for text in self.client.pending)
+        rows = rows or '<div class="chatlab-empty">no messages yet</div>'
         self._messages.value = f'<div class="chatlab-list">{rows}</div>'
 
     @staticmethod
@@ -269,6 +292,10 @@ class ChatWidget(W.VBox):
         sender = "you" if message.mine else _e(message.user)
         return (f'<div class="chatlab-msg{mine}"><div class="chatlab-meta">{sender}{tags}</div>'
                 f'<div class="chatlab-text">{_e(message.text)}</div></div>')
+
+    def _render_waiting(self) -> None:
+        if self._problem == WAITING and not self.client.pending:
+            self._set_problem("")
 
     def _render_error(self) -> None:
         if self.client.errors:

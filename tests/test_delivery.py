@@ -215,3 +215,43 @@ async def test_a_refused_connection_keeps_nothing_for_it(chat):
         await client.connect(chat.running.url, auth={"serverOffset": -5})
     await client.shutdown()
     assert chat._resume == {} and chat._buckets == {}
+
+
+async def test_a_message_id_of_another_message_is_refused(raw, chat):
+    ann, bob = await joined(raw, "ann"), await joined(raw, "bob")
+    assert (await ann.call("message", ("mine", "id-1"), timeout=5))["ok"]
+    reply = await bob.call("message", ("also mine", "id-1"), timeout=5)
+    assert reply["event"] == "message" and "is another message's" in reply["reason"], reply
+    assert await chat.store.count() == 1
+
+
+async def test_a_queue_longer_than_the_burst_goes_out_at_the_pace_the_server_allows():
+    url = await served(ChatServer(limits=Limits(events_per_second=50, burst=5)), "paced")
+    ann, bob = ChatClient(url), ChatClient(url)
+    for client, name in ((ann, "ann"), (bob, "bob")):
+        await client.connect()
+        await client.add_user(name)
+    await bob.go_offline()
+    sends = [asyncio.ensure_future(bob.send(f"queued {n}", timeout=10)) for n in range(15)]
+    await bob.wait_until(lambda: len(bob.pending) == 15)
+    await bob.go_online(timeout=10)
+    assert await asyncio.gather(*sends) == list(range(1, 16))
+    await ann.wait_for_message(text="queued 14")
+    assert [m.text for m in ann.messages] == [f"queued {n}" for n in range(15)]
+    too_fast = [e for e in bob.errors if "too fast" in e.get("reason", "")]
+    assert too_fast and all(isinstance(e["retryAfter"], float) for e in too_fast)
+    await chatlab.shutdown()
+
+
+async def test_a_client_ahead_of_the_servers_history_is_sent_it_again(user, chat):
+    """A database restored from an older copy: the chat's id is the same
+    but its history is shorter than the client's offset."""
+    ann, bob = await user("ann"), await user("bob")
+    await ann.send("one")
+    await bob.wait_for_message(text="one")
+    await bob.go_offline()
+    bob.last_offset = 40  # as if it had seen messages the server no longer has
+    await bob.go_online()
+    await ann.send("two")
+    await bob.wait_for_message(text="two")
+    assert seen(bob) == [(1, "one"), (1, "one"), (2, "two")]

@@ -268,3 +268,49 @@ async def test_shutdown_closes_recording_clients_too():
     await client.connect(server.url)
     await chatlab.shutdown()
     assert not client.connected and not server.running
+
+
+@pytest.mark.parametrize("takes_auth", [True, False], ids=["with-auth", "two-argument"])
+async def test_a_connect_handler_that_fails_without_auth_reports_its_own_error(takes_auth):
+    """python-socketio calls a connect handler again without auth when it
+    raises TypeError: the error reported is the handler's, not the retry's."""
+    sio = make_sio()
+    if takes_auth:
+        @sio.event
+        async def connect(sid, environ, auth):
+            return auth["serverOffset"] >= 0  # auth is None: TypeError
+    else:
+        @sio.event
+        async def connect(sid, environ):
+            return len(5)  # TypeError inside the handler
+
+    server = await serve(sio, name="auth-typeerror")
+    client = RecordingClient()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url)
+    [error] = await server.wait_for_errors(1)
+    expected = "not subscriptable" if takes_auth else "has no len()"
+    assert expected in str(error), str(error)
+    await client.shutdown()
+    await server.stop()
+
+
+async def test_an_error_in_a_background_task_is_recorded():
+    sio = make_sio()
+
+    async def replay(sid):
+        raise RuntimeError("replay went wrong")
+
+    @sio.event
+    async def connect(sid, environ, auth=None):
+        sio.start_background_task(replay, sid)
+
+    server = await serve(sio, name="background")
+    client = RecordingClient()
+    await client.connect(server.url)
+    [error] = await server.wait_for_errors(1)
+    assert error.background and "replay" in error.event
+    assert str(error).startswith("the background task")
+    assert str(error).endswith("raised RuntimeError: replay went wrong")
+    await client.shutdown()
+    await server.stop()

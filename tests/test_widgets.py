@@ -15,7 +15,7 @@ import ipywidgets
 import pytest
 
 from chatlab import ChatClient, ChatRefused
-from chatlab.widgets import ChatWidget, EventLogWidget, SideBySide, compact_json, side_by_side
+from chatlab.widgets import WAITING, ChatWidget, EventLogWidget, SideBySide, compact_json, side_by_side
 
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_TEXT = "<img src=x onerror=alert(1)>"
@@ -163,6 +163,22 @@ async def test_sending_while_disconnected_shows_why(user):
     await box.submit()
     assert box.text.value == "anyone there?"
     assert "not connected" in box.status
+
+
+async def test_a_message_typed_offline_shows_as_sending_until_the_server_has_it(user):
+    ann, bob = await user("ann"), await user("bob")
+    box = ChatWidget(bob)
+    box.send_timeout = 0.2
+    await bob.go_offline()
+    box.text.value = "sent from a train"
+    await box.submit()
+    assert box.text.value == "", "the client holds it: typing it again would send it twice"
+    assert box.status == WAITING
+    assert "you · sending…" in box._messages.value and "sent from a train" in box._messages.value
+    await bob.go_online()
+    await ann.wait_for_message(text="sent from a train")
+    assert box.status == "" and "sending…" not in box._messages.value
+    assert box._messages.value.count("sent from a train") == 1
 
 
 async def test_users_list_shows_everyone_and_shrinks_on_disconnect(user):

@@ -23,13 +23,10 @@ client received: the offsets, in order, each once, and after the connection.
 
 from __future__ import annotations
 
-import inspect
-import traceback
 from typing import Any, Callable
 
 import socketio
 
-from ..host import HandlerError
 from ..waiting import WaitTimeout
 from . import ExerciseFailed, passed
 from . import harness
@@ -182,14 +179,7 @@ async def _come_back(run: CheckRun, chat: _Chat, name: str, auth: Any,
         new_errors = run.server.errors[errors_before:] if run.server else []
         if new_errors and auth is None and not isinstance(
                 new_errors[0].exception, NotImplementedError):
-            error = new_errors[0]
-            if isinstance(error.exception, TypeError) and "'auth'" in str(error.exception):
-                # python-socketio calls connect(sid, environ, None) and, when
-                # that raises TypeError, again as connect(sid, environ): the
-                # error left is about the missing auth, not the first one.
-                why = "the connect handler raised TypeError with auth=None"
-            else:
-                why = harness._describe(error)
+            why = harness._describe(new_errors[0])
             raise ExerciseFailed(
                 f"{who} connected without auth and was refused, because {why}: "
                 f"without auth, the handler's auth is None; read the offset with "
@@ -245,31 +235,6 @@ def _by_offset(shown: Shown) -> Any:
     return offset if isinstance(offset, int) else 0
 
 
-def _watch_background_tasks(run: CheckRun, sio: socketio.AsyncServer) -> None:
-    """Record what the tasks the learner's server starts raise, beside its
-    handlers' errors (python-socketio would leave them unreported)."""
-    original = sio.start_background_task
-
-    def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
-        work = target(*args, **kwargs)  # as engineio does, at once
-        if not inspect.isawaitable(work):
-            return original(lambda: work)  # fails as it would without the check
-        name = getattr(target, "__name__", "task")
-
-        async def watched() -> Any:
-            try:
-                return await work
-            except Exception as exc:
-                assert run.server is not None
-                run.server.errors.append(HandlerError(
-                    f"{name} (a background task)", "/", None, exc, traceback.format_exc()))
-                return None
-
-        return original(watched)
-
-    sio.start_background_task = start_background_task  # type: ignore[method-assign]
-
-
 async def check_reliable_server(make_server: Callable[[], socketio.AsyncServer]) -> None:
     """Check the lesson 06 exercise: ``make_server()`` returns a new
     ``AsyncServer`` whose ``message`` stores each message once per id, sends
@@ -282,8 +247,7 @@ async def check_reliable_server(make_server: Callable[[], socketio.AsyncServer])
     ``NotImplementedError``.
     """
     async with CheckRun("check-delivery", "the reliable chat server") as run:
-        server = await run.serve(make_server)
-        _watch_background_tasks(run, server.sio)
+        await run.serve(make_server)
         chat = _Chat(run)
         ann = await _come_back(run, chat, "Ann", {"serverOffset": 0}, [], "Ann")
         bob = await _come_back(run, chat, "Bob", {"serverOffset": 0}, [], "Bob")

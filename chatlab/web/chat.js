@@ -253,6 +253,13 @@
       // err: no answer in time, or the connection dropped. The message stays
       // first in line, sent again (same id) now if connected, else once the
       // page has rejoined; the server stores it once either way.
+      if (!err && reply !== null && typeof reply === "object" &&
+          typeof reply.retryAfter === "number") {
+        // Too fast (a long queue sent after a reconnection): the server said
+        // when it will take it.
+        setTimeout(flush, Math.min(reply.retryAfter * 1000, ACK_TIMEOUT_MS));
+        return;
+      }
       if (!err) acknowledged(entry, reply);
       flush();
     });
@@ -343,8 +350,10 @@
       // A new page, or a server that lost its messages: offsets start afresh.
       if (chat !== null) addNote("The chat server has started a new history.");
       chat = data.chat;
-      lastOffset = after;
     }
+    // What follows starts after `after`: normally the offset we sent, lower
+    // if the server's history is shorter than we thought (a restored file).
+    lastOffset = after;
     historyLast = last;
   });
 
