@@ -1,13 +1,24 @@
 // A reference chat server on the official Node.js Socket.IO server, speaking
-// the same protocol as chatlab's ChatServer (events, payloads, refusals), so
-// that chatlab's Python client can be checked against both.
-//   node chat-server.mjs [port]   prints "listening on PORT" when ready
+// the same protocol as chatlab's ChatServer (events, payloads, refusals,
+// history and replay), so that chatlab's Python client can be checked
+// against both. Its message store is an array that lives as long as the
+// process, like ChatServer's default in-memory database.
+//   node chat-server.mjs [port] [history]   prints "listening on PORT" when ready
+// (history: how many recent messages a new client is sent, 50 by default).
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
 const LIMITS = { name: 32, message: 2000, room: 32 };
+const HISTORY = Number(process.argv[3] ?? 50); // recent messages a new client is sent
 const EVENTS = ["adduser", "message", "join", "leave", "roommessage", "direct"];
 const ROOM_PREFIX = "room:";
+// The connections that have had their history and now get public messages
+// as they are sent. Not a chat room (no prefix), so no client can join it.
+const LIVE_ROOM = "chatlab:live";
+const MESSAGE_ID = /^[\x21-\x7e]{1,64}$/;
+const MESSAGE_ID_RULE =
+  "1 to 64 visible ASCII characters (letters, digits, punctuation; no spaces)";
 
 class Refused extends Error {}
 
@@ -31,6 +42,13 @@ function checkCharacters(text, what, allowed = "") {
   }
 }
 
+function checkVisible(text, what) {
+  // trim() keeps zero-width spaces, joiners, a BOM and lone combining marks.
+  if (!/[\p{L}\p{N}\p{P}\p{S}]/u.test(text)) {
+    throw new Refused(`${what} has no visible character`);
+  }
+}
+
 function checkLabel(value, what, limit) {
   if (typeof value !== "string") throw new Refused(`${what} must be a string, not ${describe(value)}`);
   const label = value.trim();
@@ -39,6 +57,7 @@ function checkLabel(value, what, limit) {
     throw new Refused(`${what} is ${label.length} characters long; the limit is ${limit}`);
   }
   checkCharacters(label, what);
+  checkVisible(label, what);
   return label;
 }
 
@@ -52,7 +71,35 @@ function checkMessage(value) {
       `the message is ${value.length} characters long; the limit is ${LIMITS.message}`);
   }
   checkCharacters(value, "the message", "\n\t");
+  checkVisible(value, "the message");
   return value;
+}
+
+function checkMessageId(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "string") {
+    throw new Refused(`the message id must be a string, not ${describe(value)}`);
+  }
+  if (!MESSAGE_ID.test(value)) throw new Refused(`the message id must be ${MESSAGE_ID_RULE}`);
+  return value;
+}
+
+// Where a connecting client's history ends: the chat id and the offset in
+// its connect auth (each null when not given).
+function checkResume(auth) {
+  if (typeof auth !== "object" || auth === null || Array.isArray(auth)) return [null, null];
+  const chat = auth.chat ?? null;
+  if (chat !== null && !(typeof chat === "string" && MESSAGE_ID.test(chat))) {
+    throw new Refused(
+      `auth.chat must be a chat id as the server sent it in history, not ${describe(chat)}`);
+  }
+  const offset = auth.serverOffset ?? null;
+  if (offset !== null && !(Number.isInteger(offset) && offset >= 0)) {
+    const shown = typeof offset === "number" ? String(offset) : describe(offset);
+    throw new Refused("auth.serverOffset must be a whole number of at least 0 "
+      + `(the last offset this client saw), not ${shown}`);
+  }
+  return [chat, offset];
 }
 
 function oneArgument(event, args, what) {
@@ -75,6 +122,12 @@ function fields(event, data, names) {
 
 const repr = (text) => `'${text}'`;
 const users = new Map(); // socket id → name, in join order
+const chatId = randomBytes(16).toString("hex"); // names this history
+const stored = []; // every public message, {offset, user, sender, text}; offset = index + 1
+const offsetOf = new Map(); // message id → the offset it was stored under
+const payload = (message) => ({
+  message: message.text, user: message.user, id: message.sender, offset: message.offset,
+});
 const names = () => [...users.values()];
 const sidOf = (name) => {
   for (const [sid, user] of users) if (user.toLowerCase() === name.toLowerCase()) return sid;
@@ -88,7 +141,28 @@ const roomsOf = (socket) => [...socket.rooms]
 const httpServer = createServer();
 const io = new Server(httpServer);
 
+// Refused before it is connected: the client gets connect_error {message}.
+io.use((socket, next) => {
+  try {
+    socket.data.resume = checkResume(socket.handshake.auth);
+  } catch (error) {
+    if (!(error instanceof Refused)) throw error;
+    return next(new Error(error.message));
+  }
+  next();
+});
+
 io.on("connection", (socket) => {
+  // The history first, then the stored messages it does not have, then live
+  // ones: all synchronous, so no public message can come in between.
+  const [chat, seen] = socket.data.resume;
+  const last = stored.length;
+  const after = chat === chatId && seen !== null && seen <= last
+    ? seen : Math.max(0, last - HISTORY); // else a new client, or offsets from another history
+  socket.emit("history", { chat: chatId, after, last });
+  for (const message of stored.slice(after)) socket.emit("message", payload(message));
+  socket.join(LIVE_ROOM);
+
   const joined = (doing) => {
     const name = users.get(socket.id);
     if (name === undefined) throw new Refused(`send adduser with your name before ${doing}`);
@@ -111,9 +185,22 @@ io.on("connection", (socket) => {
     },
     message(args) {
       const user = joined("sending a message");
-      const text = checkMessage(oneArgument("message", args, "the message text"));
-      io.emit("message", { message: text, user, id: socket.id });
-      return { ok: true };
+      if (args.length === 0) throw new Refused("message needs the message text");
+      if (args.length > 2) {
+        throw new Refused("message takes the message text and, optionally, a message id; "
+          + `not ${args.length} arguments`);
+      }
+      const text = checkMessage(args[0]);
+      const messageId = checkMessageId(args[1]);
+      if (messageId !== null && offsetOf.has(messageId)) {
+        // Sent again (a retry after a lost acknowledgement): stored once.
+        return { ok: true, offset: offsetOf.get(messageId), duplicate: true };
+      }
+      const message = { offset: stored.length + 1, user, sender: socket.id, text };
+      stored.push(message);
+      if (messageId !== null) offsetOf.set(messageId, message.offset);
+      io.to(LIVE_ROOM).emit("message", payload(message));
+      return { ok: true, offset: message.offset };
     },
     join(args) {
       joined("joining a room");
