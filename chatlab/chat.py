@@ -220,6 +220,11 @@ class ChatServer:
         # What each connecting client said it has seen, until it has had
         # its history.
         self._resume: dict[str, tuple[str | None, int | None]] = {}
+        # The store's id and newest offset, kept here (only this server
+        # writes to it) so a new connection's `history` goes out at once,
+        # before any other event can reach it.
+        self._chat_id: str | None = None
+        self._last = 0
         # One bucket per connected client, made on connect, dropped on
         # disconnect, so the dict never outgrows the connections.
         self._buckets: dict[str, TokenBucket] = {}
@@ -266,6 +271,7 @@ class ChatServer:
     ) -> RunningServer:
         """Start the chat and its page on the running loop (see
         :func:`chatlab.host.serve`); the page is at the returned ``url``."""
+        await self._open_store()
         return await serve_sio(
             self.sio, name=name, host=host, port=port, app=self.make_app(), quiet=quiet)
 
@@ -361,17 +367,27 @@ class ChatServer:
             raise socketio.exceptions.ConnectionRefusedError(refusal.reason) from None
         self._buckets[sid] = TokenBucket(self.limits.events_per_second, self.limits.burst)
 
+    async def _open_store(self) -> None:
+        if self._chat_id is None:
+            self._chat_id = await self.store.chat_id()
+            self._last = await self.store.last_offset()
+
     async def _send_history(self, sid: str) -> None:
+        # Runs as soon as python-socketio has sent the connection its
+        # CONNECT, and sends `history` before awaiting anything else, so
+        # `history` is the first event the client gets.
         chat, seen = self._resume.pop(sid, (None, None))
+        if self._chat_id is None:  # served without ChatServer.serve()
+            await self._open_store()
+        if chat != self._chat_id or seen is None or seen > self._last:
+            # A new client, or offsets from another history (a server
+            # restarted without a database file): the recent messages.
+            seen = max(0, self._last - self.history)
+        await self.sio.emit(
+            "history", {"chat": self._chat_id, "after": seen, "last": self._last}, to=sid)
         async with self._order:
-            chat_id = await self.store.chat_id()
-            last = await self.store.last_offset()
-            if chat != chat_id or seen is None or seen > last:
-                # A new client, or offsets from another history (a server
-                # restarted without a database file): the recent messages.
-                seen = max(0, last - self.history)
-            await self.sio.emit(
-                "history", {"chat": chat_id, "after": seen, "last": last}, to=sid)
+            # Everything stored since, including what was sent to the others
+            # while this connection waited for the lock.
             for message in await self.store.after(seen):
                 await self.sio.emit("message", message.payload(), to=sid)
             if self.sio.manager.is_connected(sid, "/"):
@@ -383,6 +399,10 @@ class ChatServer:
         # Removed by connection id, never by looking the name up: the
         # tutorial's indexOf() removed the wrong user (or, finding nothing,
         # the last one), and it announced the change as "user", not "users".
+        # The connection leaving gets the list too (python-socketio still
+        # counts it; Node's server does not): a python-engineio polling
+        # client's disconnect waits for its open long-poll, which this ends
+        # at once instead of at the next ping, 25 s later.
         if self.users.pop(sid, None) is not None:
             await self.sio.emit("users", self.names())
 
@@ -411,6 +431,7 @@ class ChatServer:
         async with self._order:
             message, new = await self.store.add(user, sid, text, message_id)
             if new:
+                self._last = message.offset
                 await self.sio.emit("message", message.payload(), room=LIVE_ROOM)
         if not new and (message.user, message.text) != (user, text):
             raise Refused(f"the message id {message_id!r} is another message's; "

@@ -19,7 +19,7 @@ import asyncio
 import uuid
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import socketio
 
@@ -73,7 +73,8 @@ class ChatClient:
     """A chat user connected to a chat server at ``url``.
 
     :param url: the server's base URL, e.g. ``server.url``.
-    :param transports: ``["websocket"]`` or ``["polling"]`` to force one.
+    :param transports: ``["websocket"]`` (the default) or ``["polling"]``;
+        None lets python-socketio start with polling and upgrade.
     :param ack_timeout: seconds to wait for the server to acknowledge a
         message before sending it again.
     :param client_options: passed on to ``socketio.AsyncClient``.
@@ -88,12 +89,12 @@ class ChatClient:
         self,
         url: str,
         *,
-        transports: list[str] | None = None,
+        transports: Sequence[str] | None = ("websocket",),
         ack_timeout: float = 5.0,
         **client_options: Any,
     ) -> None:
         self.url = url
-        self.transports = transports
+        self.transports = list(transports) if transports is not None else None
         self.ack_timeout = ack_timeout
         client_options.setdefault("handle_sigint", False)  # leave Ctrl-C to the kernel
         self.sio = socketio.AsyncClient(**client_options)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Generator
 
+import engineio.payload
 import socketio
 from aiohttp import web
 
@@ -37,6 +38,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger("chatlab")
+
+# python-engineio refuses a long-polling body of more than 16 packets, on
+# both sides: a client catching up over polling would drop the connection
+# and start again forever, and a browser's batch of 17 quick emits would be
+# lost. Node's Engine.IO has no such count; the size of a body is bounded by
+# max_http_buffer_size all the same (see chatlab.validation.Limits).
+engineio.payload.Payload.max_decode_packets = max(
+    engineio.payload.Payload.max_decode_packets, 4096)
 
 # How often, and how long each time, stop() waits for a task it cancelled.
 CANCEL_ATTEMPTS = 20

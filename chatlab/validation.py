@@ -147,9 +147,12 @@ def check_resume(auth: Any) -> tuple[str | None, int | None]:
         return None, None
     chat = auth.get("chat")
     if chat is not None and not (isinstance(chat, str) and MESSAGE_ID.fullmatch(chat)):
+        shown = "a string of other characters" if isinstance(chat, str) else describe(chat)
         raise Refused(f"auth.chat must be a chat id as the server sent it in history, "
-                      f"not {describe(chat)}")
+                      f"not {shown}")
     offset = auth.get("serverOffset")
+    if isinstance(offset, float) and offset.is_integer() and offset >= 0:
+        offset = int(offset)  # 3.0: JavaScript has no other way to say 3
     if offset is not None and (
             isinstance(offset, bool) or not isinstance(offset, int) or offset < 0):
         number = isinstance(offset, (int, float)) and not isinstance(offset, bool)

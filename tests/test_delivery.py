@@ -4,7 +4,9 @@ message ids stored once, and a client that resends until acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import json
 
+import aiohttp
 import pytest
 import socketio
 
@@ -143,7 +145,7 @@ async def test_offsets_from_another_history_get_the_recent_messages(raw, chat):
     ({"serverOffset": True}, "not a boolean"),
     ({"serverOffset": 1.5}, "not 1.5"),
     ({"chat": 5}, "auth.chat must be a chat id"),
-    ({"chat": "has space"}, "auth.chat must be a chat id"),
+    ({"chat": "has space"}, "not a string of other characters"),
 ])
 async def test_bad_resume_data_is_refused_with_the_reason(chat_server, auth, words):
     client = ChatClient(chat_server.url)
@@ -255,3 +257,47 @@ async def test_a_client_ahead_of_the_servers_history_is_sent_it_again(user, chat
     await ann.send("two")
     await bob.wait_for_message(text="two")
     assert seen(bob) == [(1, "one"), (1, "one"), (2, "two")]
+
+
+async def test_history_is_the_first_event_even_while_the_replay_waits(raw, chat):
+    ann = await joined(raw, "ann")
+    await ann.call("message", "before", timeout=5)
+    bob = await raw("bob")
+    async with chat._order:  # the replay has to wait; other events do not
+        newcomer = await raw("newcomer")
+        await bob.call("adduser", "bob", timeout=5)  # users goes to everyone
+        await newcomer.wait_for("users")
+    await newcomer.wait_for("message")
+    events = [e.event for e in newcomer.log.entries if e.direction == "in"]
+    assert events[:2] == ["connect", "history"], events
+    assert newcomer.received("message")[0][0]["message"] == "before"
+
+
+async def test_an_offset_of_3_point_0_is_3(chat_server):
+    client = RecordingClient("js-like")
+    await client.connect(chat_server.url, auth={"chat": "0" * 32, "serverOffset": 3.0})
+    await client.wait_for("history")
+    await client.shutdown()
+
+
+async def test_a_polling_body_of_many_emits_loses_none(chat, chat_server):
+    """A browser batches quick emits into one long-polling POST; python-engineio
+    alone would refuse a body of more than 16 packets."""
+    base = chat_server.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async with http.get(base) as response:
+            sid = json.loads((await response.text())[1:])["sid"]
+        url = f"{base}&sid={sid}"
+
+        async def post(*packets: str) -> None:
+            async with http.post(url, data="\x1e".join(packets)) as response:
+                assert response.status == 200
+
+        await post("40")
+        await post('42["adduser","ann"]')
+        await post(*(f'42["message","batched {n}"]' for n in range(30)))
+        observer = ChatClient(chat_server.url)
+        await observer.connect()
+        await observer.wait_until(lambda: observer.last_offset == 30)
+        assert [m.text for m in observer.messages] == [f"batched {n}" for n in range(30)]
+        await observer.disconnect()

@@ -90,8 +90,8 @@ function checkResume(auth) {
   if (typeof auth !== "object" || auth === null || Array.isArray(auth)) return [null, null];
   const chat = auth.chat ?? null;
   if (chat !== null && !(typeof chat === "string" && MESSAGE_ID.test(chat))) {
-    throw new Refused(
-      `auth.chat must be a chat id as the server sent it in history, not ${describe(chat)}`);
+    const shown = typeof chat === "string" ? "a string of other characters" : describe(chat);
+    throw new Refused(`auth.chat must be a chat id as the server sent it in history, not ${shown}`);
   }
   const offset = auth.serverOffset ?? null;
   if (offset !== null && !(Number.isInteger(offset) && offset >= 0)) {
