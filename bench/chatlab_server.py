@@ -1,0 +1,77 @@
+"""chatlab's chat server on its own, for the benchmark, with its rate limit set.
+
+    python bench/chatlab_server.py --port 0 [--events-per-second N --burst N]
+                                   [--profile FILE] [--log-level LEVEL]
+
+The same as ``python -m chatlab serve --port 0`` (same ``ChatServer``, same
+ready line, stops on SIGTERM/SIGINT), except that the per-connection rate
+limit is configurable. By default it is set so high that it never applies:
+the Node.js reference server has none, and the benchmark's senders send as
+fast as their in-flight window allows. ``chatlab serve`` cannot set it
+(yet); ``bench/run.py --chatlab-cmd`` runs any other command instead.
+
+``--profile FILE`` runs the server under cProfile and writes the statistics
+to FILE when it stops (SIGTERM or Ctrl-C; ``bench/run.py`` kills its servers
+outright, so profile a server started by hand, e.g.
+``python -m pstats FILE`` then ``sort tottime`` and ``stats 30``).
+
+``--log-level LEVEL`` (for diagnosis only: ``chatlab serve`` has no such
+option) sets the level of the loggers in which the running server keeps
+python-socketio's and engineio's log lines; chatlab leaves them at NOTSET,
+so every packet sent makes a log record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import signal
+
+from chatlab import ChatServer, Limits
+
+# High enough never to refuse a benchmark sender (TokenBucket needs rate > 0).
+UNLIMITED = 1_000_000_000
+
+
+async def serve(port: int, events_per_second: float, burst: int,
+                log_level: str | None = None) -> None:
+    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst))
+    await chat.store.chat_id()  # opened first, as `chatlab serve` does
+    server = await chat.serve(host="127.0.0.1", port=port, name="standalone")
+    if log_level is not None:
+        for logger in {server.sio.logger, server.sio.eio.logger}:
+            logger.setLevel(log_level)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        print(f"chatlab chat server on {server.url}/ (Ctrl-C to stop)", flush=True)
+        await stopping.wait()
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--events-per-second", type=float, default=UNLIMITED)
+    parser.add_argument("--burst", type=int, default=UNLIMITED)
+    parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                        help="the server's log level (diagnosis only; see above)")
+    args = parser.parse_args()
+    running = serve(args.port, args.events_per_second, args.burst, args.log_level)
+    if args.profile is None:
+        asyncio.run(running)
+        return
+    profile = cProfile.Profile()
+    try:
+        profile.runcall(asyncio.run, running)
+    finally:
+        profile.dump_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
