@@ -49,9 +49,10 @@ from typing import Any, Awaitable, Callable, Iterable
 import socketio
 from aiohttp import web
 
+from .fanout import FanoutManager
 from .host import RunningServer, serve as serve_sio
 from .origins import origin_policy
-from .ratelimit import TokenBucket
+from .ratelimit import TokenBucket, Unlimited, bucket_for
 from .store import MessageStore
 from .validation import (
     Limits,
@@ -208,6 +209,7 @@ class ChatServer:
             raise ValueError("the token must be a non-empty string (or None for no token)")
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError("history must be a whole number of messages, 0 or more")
+        bucket_for(limits.events_per_second, limits.burst)  # a bad limit fails here, not on connect
         self.limits = limits
         self.token = token
         self.history = history
@@ -227,8 +229,9 @@ class ChatServer:
         self._last = 0
         # One bucket per connected client, made on connect, dropped on
         # disconnect, so the dict never outgrows the connections.
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, TokenBucket | Unlimited] = {}
         server_options.setdefault("max_http_buffer_size", limits.http_buffer_size)
+        server_options.setdefault("client_manager", FanoutManager())
         self.sio = _ChatSocketServer(
             async_mode="aiohttp",
             cors_allowed_origins=origin_policy(cors_origins),
@@ -365,7 +368,7 @@ class ChatServer:
             self._resume[sid] = check_resume(auth)
         except Refused as refusal:
             raise socketio.exceptions.ConnectionRefusedError(refusal.reason) from None
-        self._buckets[sid] = TokenBucket(self.limits.events_per_second, self.limits.burst)
+        self._buckets[sid] = bucket_for(self.limits.events_per_second, self.limits.burst)
 
     async def _open_store(self) -> None:
         if self._chat_id is None:

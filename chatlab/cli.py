@@ -12,10 +12,11 @@ import asyncio
 import signal
 import sqlite3
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .chat import ChatServer
 from .host import PortInUseError
+from .validation import Limits
 
 __all__ = ["main"]
 
@@ -58,10 +59,30 @@ def _parser() -> argparse.ArgumentParser:
         help="let in only clients that connect with this shared token "
              "(auth={'token': TOKEN}); the page asks for it")
     serve.add_argument(
+        "--rate-limit", metavar="N", type=_count(float), default=Limits.events_per_second,
+        help=f"events a second each connection may send on average "
+             f"(default: {Limits.events_per_second:g}; 0 for no limit)")
+    serve.add_argument(
+        "--burst", metavar="N", type=_count(int, least=1), default=Limits.burst,
+        help=f"events a connection may send at once (default: {Limits.burst})")
+    serve.add_argument(
         "--db", metavar="PATH", default=":memory:",
         help="keep the messages in this SQLite file, so the history survives a "
              "restart (default: in memory, gone when the server stops)")
     return parser
+
+
+def _count(kind: type, least: float = 0) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= least:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is not a number of at least {least:g}")
+        return value
+
+    return parse
 
 
 def _token(text: str) -> str:
@@ -71,9 +92,9 @@ def _token(text: str) -> str:
 
 
 async def _serve(
-    host: str, port: int, origins: list[str], token: str | None, db: str
+    host: str, port: int, origins: list[str], token: str | None, db: str, limits: Limits
 ) -> int:
-    chat = ChatServer(cors_origins=origins, token=token, db=db)
+    chat = ChatServer(cors_origins=origins, token=token, db=db, limits=limits)
     try:
         # Opened first, so a bad path is a clear error before anyone joins.
         await chat.store.chat_id()
@@ -111,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``chatlab`` command line; return the exit code."""
     args = _parser().parse_args(argv)
     try:
+        limits = Limits(events_per_second=args.rate_limit, burst=args.burst)
         return asyncio.run(
-            _serve(args.host, args.port, args.cors_origin, args.token, args.db))
+            _serve(args.host, args.port, args.cors_origin, args.token, args.db, limits))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return EXIT_INTERRUPTED

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["TokenBucket"]
+__all__ = ["TokenBucket", "Unlimited", "bucket_for"]
 
 
 class TokenBucket:
@@ -49,3 +49,18 @@ class TokenBucket:
         """Seconds until the next token."""
         self._refill()
         return max(0.0, (1 - self._tokens) / self.rate)
+
+
+class Unlimited:
+    """A bucket that never runs out: no rate limit at all."""
+
+    def take(self) -> bool:
+        return True
+
+    def retry_after(self) -> float:
+        return 0.0
+
+
+def bucket_for(rate: float, burst: int) -> TokenBucket | Unlimited:
+    """A bucket for one connection; a ``rate`` of 0 means no limit."""
+    return Unlimited() if rate == 0 else TokenBucket(rate, burst)

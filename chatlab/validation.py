@@ -34,7 +34,8 @@ class Limits:
 
     ``name``, ``message`` and ``room`` are lengths in characters.
     ``events_per_second`` and ``burst`` limit how fast one connection may
-    send events (see :mod:`chatlab.ratelimit`). ``http_buffer_size`` is the
+    send events (see :mod:`chatlab.ratelimit`); 0 events a second means no
+    limit. ``http_buffer_size`` is the
     largest Engine.IO packet or polling request body accepted, in bytes:
     64 KiB is well above the biggest valid event (a 2,000-character message
     of 4-byte characters is at most 24,000 bytes of JSON, escaped as

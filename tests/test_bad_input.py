@@ -331,3 +331,19 @@ async def test_a_garbage_polling_body_leaves_the_server_serving(raw, chat, chat_
             assert response.status == 400
     await observer_still_chats(chat, observer, "after garbage")
     assert chat.names() == ["observer"]
+
+
+async def test_a_rate_limit_of_0_is_no_limit():
+    chat = ChatServer(limits=Limits(events_per_second=0))
+    server = await chat.serve(name="no-limit")
+    client = RecordingClient("fast")
+    await client.connect(server.url)
+    replies = await asyncio.gather(*(client.call("join", "x", timeout=5) for _ in range(100)))
+    assert all("too fast" not in reply.get("reason", "") for reply in replies), replies
+    await client.shutdown()
+    await server.stop()
+
+
+def test_a_negative_rate_limit_is_refused_when_the_chat_is_made():
+    with pytest.raises(ValueError, match="rate > 0"):
+        ChatServer(limits=Limits(events_per_second=-1))

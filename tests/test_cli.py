@@ -222,8 +222,10 @@ async def test_a_token_lets_in_only_clients_that_give_it(serve_cli) -> None:
 @pytest.mark.parametrize(
     "argv",
     [[], ["serve", "--port", "70000"], ["serve", "--port", "five"], ["launch"],
-     ["serve", "--token", ""]],
-    ids=["no-command", "port-too-big", "port-not-a-number", "unknown-command", "empty-token"],
+     ["serve", "--token", ""], ["serve", "--rate-limit", "-1"], ["serve", "--burst", "0"],
+     ["serve", "--rate-limit", "nan"]],
+    ids=["no-command", "port-too-big", "port-not-a-number", "unknown-command", "empty-token",
+         "negative-rate-limit", "burst-of-0", "rate-limit-nan"],
 )
 def test_a_bad_command_line_exits_2_with_usage(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:

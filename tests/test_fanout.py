@@ -1,0 +1,76 @@
+"""FanoutManager: python-socketio's broadcasts, without a task per recipient."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+import socketio
+
+import chatlab
+from chatlab import RecordingClient
+from chatlab.fanout import FanoutManager
+
+
+@pytest.fixture
+async def fanout():
+    sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=FanoutManager())
+
+    @sio.event
+    async def join(sid, room):
+        await sio.enter_room(sid, room)
+        return room
+
+    server = await chatlab.serve(sio, name="fanout")
+    clients = []
+    for name in ("ann", "bob", "cat"):
+        client = RecordingClient(name)
+        await client.connect(server.url, transports=["websocket"])
+        clients.append(client)
+    yield sio, clients
+    for client in clients:
+        await client.shutdown()
+    await server.stop()
+
+
+async def test_to_everyone_to_a_room_to_several_and_skipping(fanout):
+    sio, (ann, bob, cat) = fanout
+    await ann.call("join", "py", timeout=5)
+    await bob.call("join", "py", timeout=5)
+    await sio.emit("all", "hello")
+    await sio.emit("room", "to py", room="py")
+    await sio.emit("two", "to ann and cat", to=[ann.get_sid(), cat.get_sid()])
+    await sio.emit("but", "not bob", skip_sid=bob.get_sid())
+    await sio.emit("args", (1, "two", [3]))
+    await sio.emit("none")
+    for client in (ann, bob, cat):
+        await client.wait_for("none")
+    assert [ann.received(e) for e in ("all", "room", "two", "but", "args", "none")] == [
+        [("hello",)], [("to py",)], [("to ann and cat",)], [("not bob",)],
+        [(1, "two", [3])], [()]]
+    assert bob.received("two") == [] and bob.received("but") == []
+    assert cat.received("room") == []
+
+
+async def test_an_emit_that_wants_acknowledgements_still_gets_them(fanout):
+    sio, (ann, _bob, _cat) = fanout
+    ann.on("ask", lambda data: f"ann says {data}")
+    answered = asyncio.get_running_loop().create_future()
+    await sio.emit("ask", "hi", to=ann.get_sid(), callback=answered.set_result)
+    assert await asyncio.wait_for(answered, 5) == "ann says hi"
+
+
+async def test_a_websocket_client_offering_compression_gets_none_unless_asked():
+    """aiohttp would accept permessage-deflate; chatlab turns it off unless
+    the server is started with websocket_compression=True."""
+    for compression in (False, True):
+        sio = socketio.AsyncServer(async_mode="aiohttp")
+        server = await chatlab.serve(sio, name=f"deflate-{compression}",
+                                     websocket_compression=compression)
+        url = server.url + "/socket.io/?EIO=4&transport=websocket"
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url, compress=15) as ws:
+                assert (await ws.receive_str()).startswith("0{")  # the handshake
+                assert bool(ws.compress) is compression
+        await server.stop()
