@@ -28,6 +28,8 @@ import asyncio
 import cProfile
 import signal
 
+import socketio
+
 from chatlab import ChatServer, Limits
 
 # High enough never to refuse a benchmark sender (TokenBucket needs rate > 0).
@@ -35,10 +37,13 @@ UNLIMITED = 1_000_000_000
 
 
 async def serve(port: int, events_per_second: float, burst: int,
-                log_level: str | None = None) -> None:
-    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst))
+                log_level: str | None = None, *, compression: bool = False,
+                socketio_manager: bool = False) -> None:
+    options = {"client_manager": socketio.AsyncManager()} if socketio_manager else {}
+    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), **options)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
-    server = await chat.serve(host="127.0.0.1", port=port, name="standalone")
+    server = await chat.serve(host="127.0.0.1", port=port, name="standalone",
+                              websocket_compression=compression)
     if log_level is not None:
         for logger in {server.sio.logger, server.sio.eio.logger}:
             logger.setLevel(log_level)
@@ -58,11 +63,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--events-per-second", type=float, default=UNLIMITED)
     parser.add_argument("--burst", type=int, default=UNLIMITED)
+    parser.add_argument("--websocket-compression", action="store_true",
+                        help="accept permessage-deflate (as chatlab did before it turned it off)")
+    parser.add_argument("--socketio-manager", action="store_true",
+                        help="python-socketio's own AsyncManager instead of chatlab's FanoutManager")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="the server's log level (diagnosis only; see above)")
     args = parser.parse_args()
-    running = serve(args.port, args.events_per_second, args.burst, args.log_level)
+    running = serve(args.port, args.events_per_second, args.burst, args.log_level,
+                    compression=args.websocket_compression,
+                    socketio_manager=args.socketio_manager)
     if args.profile is None:
         asyncio.run(running)
         return

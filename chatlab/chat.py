@@ -270,13 +270,20 @@ class ChatServer:
         return app
 
     async def serve(
-        self, *, name: str = "chat", host: str = "127.0.0.1", port: int = 0, quiet: bool = True
+        self,
+        *,
+        name: str = "chat",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        quiet: bool = True,
+        websocket_compression: bool = False,
     ) -> RunningServer:
         """Start the chat and its page on the running loop (see
         :func:`chatlab.host.serve`); the page is at the returned ``url``."""
         await self._open_store()
         return await serve_sio(
-            self.sio, name=name, host=host, port=port, app=self.make_app(), quiet=quiet)
+            self.sio, name=name, host=host, port=port, app=self.make_app(), quiet=quiet,
+            websocket_compression=websocket_compression)
 
     # -- state -------------------------------------------------------------
 
