@@ -641,3 +641,85 @@ async def test_the_page_works_under_a_path_prefix(
     assert f"{PREFIX}/static/chat.js" in paths
     assert any(path.startswith(f"{PREFIX}/socket.io/") for path in paths)
     assert not any(path.startswith("/socket.io") for path in paths), paths
+
+
+# -- the model tutorial's kind of page ----------------------------------------------
+
+# A page written the way the model tutorial writes its own (in our words): it
+# knows adduser, message and users, and nothing of history, offsets or ids.
+TUTORIAL_STYLE_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<ul id="messages"></ul>
+<ul id="users"></ul>
+<input id="text"><button id="send">Send</button>
+<script src="https://cdn.jsdelivr.net/npm/socket.io-client@VERSION/dist/socket.io.min.js"></script>
+<script>
+  const socket = io("CHAT_URL");
+  socket.on("connect", () => socket.emit("adduser", "oldpage"));
+  socket.on("users", (names) => {
+    const list = document.getElementById("users");
+    list.replaceChildren(...names.map((name) => {
+      const item = document.createElement("li");
+      item.textContent = name;
+      return item;
+    }));
+  });
+  socket.on("message", (data) => {
+    const item = document.createElement("li");
+    item.textContent = data.user + ": " + data.message;
+    document.getElementById("messages").append(item);
+  });
+  document.getElementById("send").onclick = () => {
+    socket.emit("message", document.getElementById("text").value);
+  };
+</script>
+"""
+
+
+async def test_a_page_that_knows_nothing_of_delivery_still_chats(
+    chat_server: RunningServer, browser: Browser, client_version: str
+) -> None:
+    ann = ChatClient(chat_server.url)
+    context = await browser.new_context()
+    # The page comes from a server of its own (another origin on this
+    # machine), as the tutorial's page would.
+    html = TUTORIAL_STYLE_PAGE.replace("VERSION", client_version).replace(
+        "CHAT_URL", chat_server.url)
+    async def tutorial_page(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", tutorial_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        await ann.connect()
+        await ann.add_user("ann")
+        await ann.send("sent before the page came")
+        await route_cdn(context)
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(f"http://127.0.0.1:{runner.addresses[0][1]}/")
+        messages = page.locator("#messages li")
+        # The recent history arrives as ordinary messages: it shows them.
+        await expect(messages).to_have_text(["ann: sent before the page came"])
+        await ann.wait_for_users(names=["ann", "oldpage"])
+        await expect(page.locator("#users li")).to_have_text(["ann", "oldpage"])
+        await page.locator("#text").fill("hello from the old page")
+        await page.locator("#send").click()
+        got = await ann.wait_for_message(user="oldpage")
+        assert got.text == "hello from the old page" and got.offset == 2
+        await ann.send("hi, old page")
+        await expect(messages).to_have_text([
+            "ann: sent before the page came",
+            "oldpage: hello from the old page",
+            "ann: hi, old page",
+        ])
+        assert errors == []
+    finally:
+        await context.close()
+        await ann.disconnect()
+        await runner.cleanup()
