@@ -38,12 +38,9 @@ UNLIMITED = 1_000_000_000
 
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
-                socketio_manager: bool = False, users_each_time: bool = False) -> None:
+                socketio_manager: bool = False) -> None:
     options = {"client_manager": socketio.AsyncManager()} if socketio_manager else {}
     chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), **options)
-    if users_each_time:
-        # As before coalescing: a users list to everyone on every change.
-        chat._announce_users = lambda: chat.sio.start_background_task(chat._send_users)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
     server = await chat.serve(host="127.0.0.1", port=port, name="standalone",
                               websocket_compression=compression)
@@ -70,16 +67,13 @@ def main() -> None:
                         help="accept permessage-deflate (as chatlab did before it turned it off)")
     parser.add_argument("--socketio-manager", action="store_true",
                         help="python-socketio's own AsyncManager instead of chatlab's FanoutManager")
-    parser.add_argument("--users-each-time", action="store_true",
-                        help="a users list to everyone on every join and leave, not one per burst")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="the server's log level (diagnosis only; see above)")
     args = parser.parse_args()
     running = serve(args.port, args.events_per_second, args.burst, args.log_level,
                     compression=args.websocket_compression,
-                    socketio_manager=args.socketio_manager,
-                    users_each_time=args.users_each_time)
+                    socketio_manager=args.socketio_manager)
     if args.profile is None:
         asyncio.run(running)
         return

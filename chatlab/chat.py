@@ -227,10 +227,6 @@ class ChatServer:
         # before any other event can reach it.
         self._chat_id: str | None = None
         self._last = 0
-        # A users list is on its way to everyone (see _announce_users), and
-        # the connections that have this list already.
-        self._users_announcing = False
-        self._users_current: set[str] = set()
         # One bucket per connected client, made on connect, dropped on
         # disconnect, so the dict never outgrows the connections.
         self._buckets: dict[str, TokenBucket | Unlimited] = {}
@@ -418,23 +414,7 @@ class ChatServer:
         # client's disconnect waits for its open long-poll, which this ends
         # at once instead of at the next ping, 25 s later.
         if self.users.pop(sid, None) is not None:
-            self._users_current = set()
-            await self.sio.emit("users", self.names(), to=sid)
-            self._announce_users()
-
-    def _announce_users(self) -> None:
-        """Send everyone the users list once the handlers running now have
-        yielded: one list for a burst of joins and leaves, not one each (a
-        list to every connection on every join is quadratic in the users)."""
-        if not self._users_announcing:
-            self._users_announcing = True
-            self.sio.start_background_task(self._send_users)
-
-    async def _send_users(self) -> None:
-        self._users_announcing = False
-        # Not again to those who were sent this very list already.
-        already, self._users_current = list(self._users_current), set()
-        await self.sio.emit("users", self.names(), skip_sid=already)
+            await self.sio.emit("users", self.names())
 
     async def _on_adduser(self, sid: str, *args: Any) -> dict[str, Any]:
         if sid in self.users:
@@ -444,11 +424,7 @@ class ChatServer:
             raise Refused(f"the name {name!r} is taken; choose another")
         self.users[sid] = name
         await self.sio.save_session(sid, {"name": name})
-        # The newcomer gets the list at once, before its welcome, as the
-        # tutorial's server sends them; everyone else with the next burst.
-        self._users_current = {sid}
-        await self.sio.emit("users", self.names(), to=sid)
-        self._announce_users()
+        await self.sio.emit("users", self.names())
         note = f"Welcome, {name}! You are connected as {sid}."
         await self.sio.emit("private", {"id": sid, "name": name, "msg": note}, to=sid)
         return {"ok": True, "id": sid, "name": name}
