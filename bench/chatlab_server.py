@@ -31,6 +31,7 @@ import signal
 import socketio
 
 from chatlab import ChatServer, Limits
+from chatlab.cli import run_standalone
 
 # High enough never to refuse a benchmark sender (TokenBucket needs rate > 0).
 UNLIMITED = 1_000_000_000
@@ -67,6 +68,8 @@ def main() -> None:
                         help="accept permessage-deflate (as chatlab did before it turned it off)")
     parser.add_argument("--socketio-manager", action="store_true",
                         help="python-socketio's own AsyncManager instead of chatlab's FanoutManager")
+    parser.add_argument("--asyncio-loop", action="store_true",
+                        help="asyncio's own event loop, not uvloop (as chatlab serve uses)")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="the server's log level (diagnosis only; see above)")
@@ -74,12 +77,13 @@ def main() -> None:
     running = serve(args.port, args.events_per_second, args.burst, args.log_level,
                     compression=args.websocket_compression,
                     socketio_manager=args.socketio_manager)
+    run = asyncio.run if args.asyncio_loop else run_standalone
     if args.profile is None:
-        asyncio.run(running)
+        run(running)
         return
     profile = cProfile.Profile()
     try:
-        profile.runcall(asyncio.run, running)
+        profile.runcall(run, running)
     finally:
         profile.dump_stats(args.profile)
 
