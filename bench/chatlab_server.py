@@ -39,12 +39,13 @@ UNLIMITED = 1_000_000_000
 
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
-                socketio_manager: bool = False) -> None:
+                socketio_manager: bool = False, engineio_writer: bool = False) -> None:
     options = {"client_manager": socketio.AsyncManager()} if socketio_manager else {}
     chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), **options)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
     server = await chat.serve(host="127.0.0.1", port=port, name="standalone",
-                              websocket_compression=compression)
+                              websocket_compression=compression,
+                              direct_writes=not engineio_writer)
     if log_level is not None:
         for logger in {server.sio.logger, server.sio.eio.logger}:
             logger.setLevel(log_level)
@@ -68,6 +69,9 @@ def main() -> None:
                         help="accept permessage-deflate (as chatlab did before it turned it off)")
     parser.add_argument("--socketio-manager", action="store_true",
                         help="python-socketio's own AsyncManager instead of chatlab's FanoutManager")
+    parser.add_argument("--engineio-writer", action="store_true",
+                        help="every packet through engineio's queue and writer task "
+                             "(no chatlab.direct_writes)")
     parser.add_argument("--asyncio-loop", action="store_true",
                         help="asyncio's own event loop, not uvloop (as chatlab serve uses)")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
@@ -76,7 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     running = serve(args.port, args.events_per_second, args.burst, args.log_level,
                     compression=args.websocket_compression,
-                    socketio_manager=args.socketio_manager)
+                    socketio_manager=args.socketio_manager,
+                    engineio_writer=args.engineio_writer)
     run = asyncio.run if args.asyncio_loop else run_standalone
     if args.profile is None:
         run(running)

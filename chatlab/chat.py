@@ -277,13 +277,14 @@ class ChatServer:
         port: int = 0,
         quiet: bool = True,
         websocket_compression: bool = False,
+        direct_writes: bool = True,
     ) -> RunningServer:
         """Start the chat and its page on the running loop (see
         :func:`chatlab.host.serve`); the page is at the returned ``url``."""
         await self._open_store()
         return await serve_sio(
             self.sio, name=name, host=host, port=port, app=self.make_app(), quiet=quiet,
-            websocket_compression=websocket_compression)
+            websocket_compression=websocket_compression, direct_writes=direct_writes)
 
     # -- state -------------------------------------------------------------
 
@@ -397,8 +398,10 @@ class ChatServer:
             "history", {"chat": self._chat_id, "after": seen, "last": self._last}, to=sid)
         async with self._order:
             # Everything stored since, including what was sent to the others
-            # while this connection waited for the lock.
-            for message in await self.store.after(seen):
+            # while this connection waited for the lock (none: no trip to
+            # the store's thread, which a connection would otherwise pay).
+            missed = await self.store.after(seen) if seen < self._last else []
+            for message in missed:
                 await self.sio.emit("message", message.payload(), to=sid)
             if self.sio.manager.is_connected(sid, "/"):
                 await self.sio.enter_room(sid, LIVE_ROOM)

@@ -25,6 +25,7 @@ import engineio.payload
 import socketio
 from aiohttp import hdrs, web
 
+from . import direct_writes
 from .reporting import report_in_cell
 from .waiting import Changes
 
@@ -82,6 +83,12 @@ class HandlerError:
         return f"{text} ({hint})" if hint else text
 
 
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return bool(cancelling and cancelling())
+
+
 def _depth(exception: BaseException) -> int:
     return sum(1 for _ in traceback.walk_tb(exception.__traceback__))
 
@@ -135,6 +142,7 @@ class RunningServer:
         report_errors: bool,
         shutdown_timeout: float,
         websocket_compression: bool = False,
+        direct_writes: bool = True,
     ) -> None:
         self.sio = sio
         self.app = app
@@ -158,6 +166,7 @@ class RunningServer:
         self._saved: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[Any]] = set()
+        self._direct_writes = direct_writes
         app.middlewares.append(self._refuse_oversized)
         app.middlewares.append(self._track_request)
         if not websocket_compression:
@@ -175,11 +184,15 @@ class RunningServer:
 
     async def _start(self, port: int) -> None:
         await self._runner.setup()
+        if self._direct_writes:
+            self._saved["transports"] = self.sio.eio._async
+            direct_writes.install(self.sio.eio)
         site = web.TCPSite(self._runner, self.host, port)
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
+            self._restore()
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(
                     exc.errno,
@@ -213,6 +226,11 @@ class RunningServer:
         # Each HTTP request (a long poll, or a whole websocket session) runs
         # in a task of aiohttp's; knowing them lets stop() end them itself
         # rather than leave aiohttp to cancel them after stop() returned.
+        if self._stopped:
+            # Until cleanup closes the listener, a client reconnecting at
+            # once would get a fresh connection, and stop() would then cut
+            # off the handlers of what it sent.
+            return web.Response(status=503, text="the server is stopping")
         task = asyncio.current_task()
         assert task is not None
         self._requests.add(task)
@@ -265,7 +283,13 @@ class RunningServer:
             legacy_connect = event == "connect" and len(args) == 2
             first = first_type_errors.pop(args[0], None) if legacy_connect else None
             try:
-                return await original(event, namespace, *args)
+                result = await original(event, namespace, *args)
+                if _being_cancelled():
+                    # python-socketio takes a cancelled handler for one that
+                    # returned None and acknowledges with no data, which a
+                    # client reads as an answer; without one it can retry.
+                    raise asyncio.CancelledError
+                return result
             except (asyncio.CancelledError, socketio.exceptions.ConnectionRefusedError,
                     ConnectionRefusedError):
                 raise  # python-socketio's own ways to end a handler
@@ -386,6 +410,8 @@ class RunningServer:
             self.sio.eio.start_service_task = self._saved["start_service_task"]
             self.sio.eio.service_task_event = None
             self.sio.eio.service_task_handle = None
+        if "transports" in self._saved:
+            direct_writes.uninstall(self.sio.eio, self._saved["transports"])
         if "start_background_task" in self._saved:
             del self.sio.eio.start_background_task
         if "_trigger_event" in self._saved:
@@ -450,6 +476,7 @@ def serve(
     report_errors: bool = True,
     shutdown_timeout: float = 1.0,
     websocket_compression: bool = False,
+    direct_writes: bool = True,
 ) -> _Serving:
     """Start ``sio`` on the running event loop and return its handle.
 
@@ -472,6 +499,9 @@ def serve(
     :param websocket_compression: let websocket clients that offer it have
         permessage-deflate (off by default, as in Node's Socket.IO: chat
         frames are small, and compressing them costs more than it saves).
+    :param direct_writes: write each message straight to a websocket whose
+        writer task is idle (see :mod:`chatlab.direct_writes`); False leaves
+        every packet to engineio's queue and writer task.
 
     Use ``server = await serve(sio)`` or ``async with serve(sio) as server:``.
     """
@@ -505,6 +535,7 @@ def serve(
             report_errors=report_errors,
             shutdown_timeout=shutdown_timeout,
             websocket_compression=websocket_compression,
+            direct_writes=direct_writes,
         )
         sio.attach(server.app)
         await server._start(port)

@@ -81,18 +81,19 @@ async def test_a_restart_on_the_same_database_loses_and_repeats_nothing(tmp_path
     limits = Limits(events_per_second=1000, burst=1000)
     server = await ChatServer(db=db, limits=limits).serve(name="faults-restart")
     port = server.port
-    clients = [ChatClient(server.url, ack_timeout=1) for _ in range(3)]
-    for n, client in enumerate(clients):
+    names = ["user0", "user1", "user2"]  # (client.name is None while it is away)
+    clients = [ChatClient(server.url, ack_timeout=1) for _ in names]
+    for client, name in zip(clients, names):
         await client.connect()
-        await client.add_user(f"user{n}")
+        await client.add_user(name)
     per_client = 60
 
-    async def keep_sending(client: ChatClient) -> list[int]:
+    async def keep_sending(client: ChatClient, name: str) -> list[int]:
         offsets = []
         for n in range(per_client):
             # Long enough to ride out a restart: the message waits, and is
             # sent again once the client is back.
-            offsets.append(await client.send(f"{client.name} #{n}", timeout=30))
+            offsets.append(await client.send(f"{name} #{n}", timeout=30))
         return offsets
 
     async def restart() -> None:
@@ -108,8 +109,10 @@ async def test_a_restart_on_the_same_database_loses_and_repeats_nothing(tmp_path
         await clients[0].wait_until(lambda: clients[0].connected, timeout=30)
         await restart()
 
+    tasks = [asyncio.ensure_future(restart_twice()),
+             *(asyncio.ensure_future(keep_sending(c, name)) for c, name in zip(clients, names))]
     try:
-        sent = await asyncio.gather(restart_twice(), *map(keep_sending, clients))
+        sent = await asyncio.gather(*tasks)
         acknowledged = [offset for offsets in sent[1:] for offset in offsets]
         total = per_client * len(clients)
         assert sorted(acknowledged) == list(range(1, total + 1)), "each stored once"
@@ -118,9 +121,9 @@ async def test_a_restart_on_the_same_database_loses_and_repeats_nothing(tmp_path
         histories = [[(m.offset, m.user, m.text) for m in client.messages] for client in clients]
         assert histories[0] == histories[1] == histories[2]
         assert [offset for offset, _, _ in histories[0]] == list(range(1, total + 1))
-        for client in clients:  # each user's own messages, in the order sent
-            mine = [text for _, user, text in histories[0] if user == client.name]
-            assert mine == [f"{client.name} #{n}" for n in range(per_client)]
+        for name in names:  # each user's own messages, in the order sent
+            mine = [text for _, user, text in histories[0] if user == name]
+            assert mine == [f"{name} #{n}" for n in range(per_client)]
         delivered = sum(len(history) for history in histories)
         stored = len(await ChatServer(db=db).store.after(0))
         assert stored == total and delivered == total * len(clients)
@@ -128,6 +131,9 @@ async def test_a_restart_on_the_same_database_loses_and_repeats_nothing(tmp_path
         print(f"\nsent {total} ({transmissions} transmissions with the retries), "
               f"stored {stored}, delivered {delivered} ({len(clients)} clients, 2 restarts)")
     finally:
+        for task in tasks:  # a failure must not leave a restart to finish later
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for client in clients:
             await client.disconnect()
         await server.stop()

@@ -156,6 +156,58 @@ async def test_stop_leaves_no_tasks_with_clients_still_connected():
         await elsewhere.close()
 
 
+async def test_a_connection_opened_while_the_server_stops_is_refused():
+    """Until stop() closes the listener, a client reconnecting at once would
+    get a new connection that stop() then cuts off mid-handler."""
+    sio = make_sio()
+    leaving = asyncio.Event()
+    let_go = asyncio.Event()
+
+    @sio.event
+    async def disconnect(sid, reason=None):
+        leaving.set()
+        await let_go.wait()  # stop() is now busy dropping this client
+
+    server = await serve(sio, name="stopping")
+    client = RecordingClient(reconnection=False)
+    await client.connect(server.url, transports=["websocket"])
+    stopping = asyncio.create_task(server.stop())
+    await asyncio.wait_for(leaving.wait(), 5)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/socket.io/?EIO=4&transport=polling") as response:
+            assert (response.status, await response.text()) == (503, "the server is stopping")
+    let_go.set()
+    await stopping
+    await client.shutdown()
+
+
+async def test_a_handler_cancelled_by_stop_sends_no_empty_acknowledgement():
+    """python-socketio acknowledges a cancelled handler as if it had returned
+    None; a client would take that for the answer instead of retrying."""
+    sio = make_sio()
+    started = asyncio.Event()
+
+    @sio.event
+    async def slow(sid, data=None):
+        started.set()
+        await asyncio.Event().wait()
+
+    server = await serve(sio, name="cancelled")
+    client = RecordingClient(reconnection=False)
+    await client.connect(server.url, transports=["websocket"])
+    try:
+        asking = asyncio.create_task(client.call("slow", timeout=1))
+        await asyncio.wait_for(started.wait(), 5)
+        for task in list(server._tasks):  # as stop() ends a handler
+            task.cancel()
+        with pytest.raises(socketio.exceptions.TimeoutError):
+            await asking
+        assert await client.call("echo", "still here", timeout=5) == "still here"
+    finally:
+        await client.shutdown()
+        await server.stop()
+
+
 async def test_handler_errors_are_recorded_with_a_hint(caplog):
     sio = make_sio()
 

@@ -1,0 +1,148 @@
+"""Writing a packet straight to its websocket when nothing is waiting before it.
+
+python-engineio gives every websocket connection a writer task: sending a
+packet puts it in the connection's queue, which wakes the writer, which
+takes it out (one ``asyncio.wait_for`` each time), frames it and writes it.
+A broadcast to a hundred users paid that round for each of them, and it was
+most of what a delivery cost (docs/benchmarks.md). Node's Socket.IO builds
+the frame once and writes it to every socket.
+
+:class:`DirectQueue` is the connection's queue with a shortcut: when the
+writer is idle, waiting on an empty queue, everything sent before has
+already been written, so a new packet can be written to the socket at once,
+in order, without waking the writer. The finished frame (the same bytes for
+every recipient: a server does not mask its frames) is built once per
+packet. Pings, and anything else (the writer busy, packets queued, a polling or
+upgrading connection, a compressed or closing websocket, a client that is
+not reading) takes the queue as before.
+
+engineio has no seam for this; :func:`install` uses two it does have: the
+server's ``create_queue`` (public) and its table of transport classes, where
+:class:`DirectWebSocket` tells each queue which websocket is its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+from aiohttp import web
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket
+
+__all__ = ["DirectQueue", "DirectWebSocket", "frame_of", "install", "uninstall"]
+
+# Past this many unsent bytes in a socket's buffer, packets queue again, and
+# the writer (aiohttp's flow control) paces them for a client not reading.
+WRITE_BUFFER_LIMIT = 64 * 1024
+
+_TEXT, _BINARY = 0x81, 0x82  # FIN + opcode
+
+# The frame last built, with its packet: a broadcast sends one packet object
+# to every recipient in turn.
+_last_frame: tuple[Any, bytes] = (None, b"")
+
+
+def frame_of(pkt: eio_packet.Packet) -> bytes:
+    """The websocket frame (unmasked, uncompressed) carrying ``pkt``."""
+    global _last_frame
+    last = _last_frame
+    if last[0] is pkt:
+        return last[1]
+    encoded = pkt.encode()
+    if isinstance(encoded, str):
+        first, payload = _TEXT, encoded.encode()
+    else:
+        first, payload = _BINARY, bytes(encoded)
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", first, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    frame = header + payload
+    _last_frame = (pkt, frame)
+    return frame
+
+
+class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """An engineio connection's queue that writes past an idle writer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._socket: Any = None  # the engineio socket, once on a websocket
+        self._ws: web.WebSocketResponse | None = None
+        self._transport: asyncio.Transport | None = None
+        self._writer_waiting = False
+
+    def attach(self, socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
+        self._socket, self._ws, self._transport = socket, ws, transport
+
+    async def get(self) -> Any:
+        # Only the writer reads a websocket connection's queue (once a
+        # connection is upgraded, engineio answers a late poll with a NOOP).
+        # Waiting here, with the queue empty, it holds nothing unsent.
+        self._writer_waiting = True
+        try:
+            return await super().get()
+        finally:
+            self._writer_waiting = False
+
+    def put_nowait(self, item: Any) -> None:
+        # Pings keep the queue's way: the writer closes the connection when
+        # nothing reaches it for a ping interval and timeout, and a ping
+        # every interval is what keeps it waiting.
+        if item is not None and item.packet_type == eio_packet.MESSAGE and self._can_write():
+            try:
+                self._transport.write(frame_of(item))  # type: ignore[union-attr]
+                return
+            except Exception:  # noqa: BLE001 - a transport that failed: the writer's way reports it
+                pass
+        super().put_nowait(item)
+
+    def _can_write(self) -> bool:
+        socket, ws, transport = self._socket, self._ws, self._transport
+        return (
+            self._writer_waiting
+            and self.empty()
+            and socket is not None
+            and socket.upgraded
+            and not socket.upgrading
+            and not socket.closing
+            and not ws.closed  # type: ignore[union-attr]
+            and not ws.compress  # type: ignore[union-attr]
+            and not transport.is_closing()  # type: ignore[union-attr]
+            and transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT  # type: ignore[union-attr]
+        )
+
+
+class DirectWebSocket(WebSocket):
+    """engineio's aiohttp websocket, telling its connection's queue where it
+    writes once the websocket is open."""
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
+        await self._sock.prepare(request)
+        self.environ = environ
+        socket = getattr(self.handler, "__self__", None)
+        queue = getattr(socket, "queue", None)
+        if isinstance(queue, DirectQueue) and request.transport is not None:
+            queue.attach(socket, self._sock, request.transport)
+        await self.handler(self)
+        return self._sock
+
+
+def install(eio: Any) -> None:
+    """Give the connections ``eio`` makes from now on the direct way."""
+    eio.create_queue = DirectQueue
+    eio._async = {**eio._async, "websocket": DirectWebSocket}
+
+
+def uninstall(eio: Any, transports: dict[str, Any]) -> None:
+    """Back to engineio's own queue and ``transports`` (its ``_async``
+    before :func:`install`); open connections keep theirs."""
+    eio.__dict__.pop("create_queue", None)
+    eio._async = transports
