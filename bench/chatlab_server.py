@@ -2,23 +2,29 @@
 
     python bench/chatlab_server.py --port 0 [--events-per-second N --burst N]
                                    [--profile FILE] [--log-level LEVEL]
+                                   [--socketio-manager] [--websocket-compression]
+                                   [--engineio-writer] [--users-each-time]
+                                   [--asyncio-loop]
 
-The same as ``python -m chatlab serve --port 0`` (same ``ChatServer``, same
-ready line, stops on SIGTERM/SIGINT), except that the per-connection rate
-limit is configurable. By default it is set so high that it never applies:
-the Node.js reference server has none, and the benchmark's senders send as
-fast as their in-flight window allows. ``chatlab serve`` cannot set it
-(yet); ``bench/run.py --chatlab-cmd`` runs any other command instead.
+The same as ``python -m chatlab serve --port 0 --rate-limit 0`` (same
+``ChatServer``, same ready line, uvloop when installed, stops on
+SIGTERM/SIGINT), except that the rate limit can be set to any value. By
+default it never applies: the Node.js reference server has none, and the
+benchmark's senders send as fast as their in-flight window allows.
+
+Each of ``--socketio-manager``, ``--websocket-compression``, ``--log-level
+INFO``, ``--engineio-writer`` and ``--users-each-time`` switches one of
+chatlab's optimisations off (see docs/benchmarks.md, "Each change alone");
+``--asyncio-loop`` runs on asyncio's own loop instead of uvloop.
 
 ``--profile FILE`` runs the server under cProfile and writes the statistics
 to FILE when it stops (SIGTERM or Ctrl-C; ``bench/run.py`` kills its servers
 outright, so profile a server started by hand, e.g.
 ``python -m pstats FILE`` then ``sort tottime`` and ``stats 30``).
 
-``--log-level LEVEL`` (for diagnosis only: ``chatlab serve`` has no such
-option) sets the level of the loggers in which the running server keeps
-python-socketio's and engineio's log lines; chatlab leaves them at NOTSET,
-so every packet sent makes a log record.
+``--log-level LEVEL`` (for diagnosis only) sets the level of the loggers in
+which the running server keeps python-socketio's and engineio's log lines
+(WARNING unless set).
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ UNLIMITED = 1_000_000_000
 
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
-                socketio_manager: bool = False, engineio_writer: bool = False) -> None:
+                socketio_manager: bool = False, engineio_writer: bool = False,
+                users_each_time: bool = False) -> None:
     options = {"client_manager": socketio.AsyncManager()} if socketio_manager else {}
+    if users_each_time:
+        options["users_interval"] = 0
     chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), **options)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
     server = await chat.serve(host="127.0.0.1", port=port, name="standalone",
@@ -72,6 +81,9 @@ def main() -> None:
     parser.add_argument("--engineio-writer", action="store_true",
                         help="every packet through engineio's queue and writer task "
                              "(no chatlab.direct_writes)")
+    parser.add_argument("--users-each-time", action="store_true",
+                        help="every users list to everyone at once, however many users "
+                             "(ChatServer(users_interval=0))")
     parser.add_argument("--asyncio-loop", action="store_true",
                         help="asyncio's own event loop, not uvloop (as chatlab serve uses)")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
@@ -81,7 +93,8 @@ def main() -> None:
     running = serve(args.port, args.events_per_second, args.burst, args.log_level,
                     compression=args.websocket_compression,
                     socketio_manager=args.socketio_manager,
-                    engineio_writer=args.engineio_writer)
+                    engineio_writer=args.engineio_writer,
+                    users_each_time=args.users_each_time)
     run = asyncio.run if args.asyncio_loop else run_standalone
     if args.profile is None:
         run(running)

@@ -12,6 +12,11 @@ private   server → new one ``{id, name, msg}``: its id, its name, a note
 message   server → all     ``{message, user, id}``: text, sender, sender id
 ========  ===============  =============================================
 
+Every join and leave sends ``users`` to everyone. In a chat of 100 users or
+more, a burst of changes within ``users_interval`` (50 ms) goes to the
+others as one list, the newest, at its end; the user who joined or left
+gets its list at once (see :mod:`chatlab.users_list`).
+
 Nothing is lost on the way (what the official Socket.IO tutorial calls
 server and client delivery). Every public message is stored (see
 :mod:`chatlab.store`) before it is sent, and its ``message`` payload
@@ -54,6 +59,7 @@ from .host import RunningServer, serve as serve_sio
 from .origins import origin_policy
 from .ratelimit import TokenBucket, Unlimited, bucket_for
 from .store import MessageStore
+from .users_list import UsersAnnouncer
 from .validation import (
     Limits,
     Refused,
@@ -187,6 +193,11 @@ class ChatServer:
     :param db: where messages are stored: a SQLite file path, or
         ``":memory:"`` (the default) for a history that ends with the server.
     :param history: how many recent messages a new client is sent.
+    :param users_interval: in a chat of 100 users or more, the shortest time
+        between two ``users`` lists to everyone: the user who joined or left
+        gets the new list at once, and so does everyone when nothing changed
+        for that long; changes within it go to the others in one list at its
+        end. 0 sends every change to everyone at once.
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -203,12 +214,16 @@ class ChatServer:
         token: str | None = None,
         db: str | Path = ":memory:",
         history: int = 50,
+        users_interval: float = 0.05,
         **server_options: Any,
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("the token must be a non-empty string (or None for no token)")
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError("history must be a whole number of messages, 0 or more")
+        if isinstance(users_interval, bool) or not isinstance(users_interval, (int, float)) \
+                or not 0 <= users_interval <= 10:
+            raise ValueError("users_interval must be a number of seconds from 0 to 10")
         bucket_for(limits.events_per_second, limits.burst)  # a bad limit fails here, not on connect
         self.limits = limits
         self.token = token
@@ -237,6 +252,7 @@ class ChatServer:
             cors_allowed_origins=origin_policy(cors_origins),
             **server_options,
         )
+        self._users_list = UsersAnnouncer(self.sio, self.names, users_interval)
         self.sio.on("connect", handler=self._on_connect)
         self.sio.on(CONNECTED, handler=self._send_history)
         self.sio.on("disconnect", handler=self._on_disconnect)
@@ -417,7 +433,7 @@ class ChatServer:
         # client's disconnect waits for its open long-poll, which this ends
         # at once instead of at the next ping, 25 s later.
         if self.users.pop(sid, None) is not None:
-            await self.sio.emit("users", self.names())
+            await self._users_list.changed(sid)
 
     async def _on_adduser(self, sid: str, *args: Any) -> dict[str, Any]:
         if sid in self.users:
@@ -427,7 +443,7 @@ class ChatServer:
             raise Refused(f"the name {name!r} is taken; choose another")
         self.users[sid] = name
         await self.sio.save_session(sid, {"name": name})
-        await self.sio.emit("users", self.names())
+        await self._users_list.changed(sid)
         note = f"Welcome, {name}! You are connected as {sid}."
         await self.sio.emit("private", {"id": sid, "name": name, "msg": note}, to=sid)
         return {"ok": True, "id": sid, "name": name}
