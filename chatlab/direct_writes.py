@@ -91,16 +91,22 @@ class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
             self._writer_waiting = False
 
     def put_nowait(self, item: Any) -> None:
+        if item is None or not self.write_now(item):
+            super().put_nowait(item)
+
+    def write_now(self, pkt: eio_packet.Packet) -> bool:
+        """Write ``pkt`` to the socket if nothing is ahead of it; False if it
+        must take the queue."""
         # Pings keep the queue's way: the writer closes the connection when
         # nothing reaches it for a ping interval and timeout, and a ping
         # every interval is what keeps it waiting.
-        if item is not None and item.packet_type == eio_packet.MESSAGE and self._can_write():
-            try:
-                self._transport.write(frame_of(item))  # type: ignore[union-attr]
-                return
-            except Exception:  # noqa: BLE001 - a transport that failed: the writer's way reports it
-                pass
-        super().put_nowait(item)
+        if pkt.packet_type != eio_packet.MESSAGE or not self._can_write():
+            return False
+        try:
+            self._transport.write(frame_of(pkt))  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - a transport that failed: the writer's way reports it
+            return False
+        return True
 
     def _can_write(self) -> bool:
         socket, ws, transport = self._socket, self._ws, self._transport

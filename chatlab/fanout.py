@@ -5,8 +5,10 @@ one asyncio task per recipient just to put the packet in that connection's
 queue, and waits for them all. Putting a packet in a queue does not block,
 so the tasks buy nothing; at a hundred listeners they were a large part of
 what each delivery cost. :class:`FanoutManager` puts the same encoded
-packet in each queue in turn instead. It is passed to ``AsyncServer`` as
-its ``client_manager``, the library's own seam for this.
+packet in each queue in turn instead, or, where the connection's writer is
+idle, writes it to the socket at once (:mod:`chatlab.direct_writes`). It is
+passed to ``AsyncServer`` as its ``client_manager``, the library's own seam
+for this.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import engineio
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet
+
+from .direct_writes import DirectQueue
 
 __all__ = ["FanoutManager"]
 
@@ -56,8 +60,16 @@ class FanoutManager(socketio.AsyncManager):
             packet.EVENT, namespace=namespace, data=[event, *args]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, part)
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
+        sockets = self.server.eio.sockets
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
+                continue
+            # Straight to an idle websocket (chatlab.direct_writes), past
+            # engineio's send(), whose ping check its service task also makes.
+            socket = sockets.get(eio_sid)
+            queue = getattr(socket, "queue", None)
+            if len(packets) == 1 and isinstance(queue, DirectQueue) \
+                    and not socket.closed and queue.write_now(packets[0]):
                 continue
             for eio_pkt in packets:
                 try:
