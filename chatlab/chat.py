@@ -404,8 +404,7 @@ class ChatServer:
         # CONNECT, and sends `history` before awaiting anything else, so
         # `history` is the first event the client gets.
         chat, seen = self._resume.pop(sid, (None, None))
-        if self._chat_id is None:  # served without ChatServer.serve()
-            await self._open_store()
+        await self._open_store()  # open already, unless served without ChatServer.serve()
         if chat != self._chat_id or seen is None or seen > self._last:
             # A new client, or offsets from another history (a server
             # restarted without a database file): the recent messages.

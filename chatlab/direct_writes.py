@@ -116,7 +116,7 @@ class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
             and socket is not None
             and socket.upgraded
             and not socket.upgrading
-            and not socket.closing
+            and not socket.closing  # (set first, and for good, when it closes)
             and not ws.closed  # type: ignore[union-attr]
             and not ws.compress  # type: ignore[union-attr]
             and not transport.is_closing()  # type: ignore[union-attr]

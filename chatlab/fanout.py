@@ -69,7 +69,7 @@ class FanoutManager(socketio.AsyncManager):
             socket = sockets.get(eio_sid)
             queue = getattr(socket, "queue", None)
             if len(packets) == 1 and isinstance(queue, DirectQueue) \
-                    and not socket.closed and queue.write_now(packets[0]):
+                    and queue.write_now(packets[0]):
                 continue
             for eio_pkt in packets:
                 try:

@@ -14,7 +14,7 @@ for that packet).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Callable
 
 import socketio
 
@@ -49,7 +49,7 @@ class UsersAnnouncer:
             self._sio.start_background_task(self._send_later, wait)
         await self._sio.emit("users", names, to=sid)
 
-    async def _send_later(self, wait: float) -> Any:
+    async def _send_later(self, wait: float) -> None:
         try:
             await asyncio.sleep(wait)  # the end of the interval, not a wait for an event
         finally:

@@ -13,6 +13,7 @@ import chatlab
 from chatlab import RecordingClient
 from chatlab.direct_writes import DirectQueue
 from chatlab.fanout import FanoutManager
+from wire import connect_websocket
 
 
 def eio_sockets(sio: socketio.AsyncServer) -> list:
@@ -99,12 +100,8 @@ async def test_frames_of_every_length_class_arrive_whole(size):
     is 6 characters longer than its text (``42["m","..."]``)."""
     sio = socketio.AsyncServer(async_mode="aiohttp", max_http_buffer_size=1_000_000)
     async with chatlab.serve(sio, name="frames") as server:
-        url = server.url + "/socket.io/?EIO=4&transport=websocket"
         async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url) as ws:
-                assert (await ws.receive_str()).startswith("0{")
-                await ws.send_str("40")
-                assert (await ws.receive_str()).startswith("40{")
+            async with await connect_websocket(http, server.url) as ws:
                 text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte characters too
                 await sio.emit("m", text)
                 await sio.emit("m", b"\x00\xffbinary")
@@ -118,14 +115,10 @@ async def test_a_client_that_stops_reading_gets_everything_in_order_when_it_read
     which waits for the client to read. Messages keep coming while it
     catches up, and may not overtake the ones the writer holds."""
     sio, server, _connect = served
-    url = server.url + "/socket.io/?EIO=4&transport=websocket"
     chunk = "x" * 70_000  # more than aiohttp writes before it waits for a paused socket
     count = 600  # 42 MB: more than the kernel's socket buffers hold
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(url, max_msg_size=0) as ws:
-            assert (await ws.receive_str()).startswith("0{")
-            await ws.send_str("40")
-            assert (await ws.receive_str()).startswith("40{")
+        async with await connect_websocket(http, server.url, max_msg_size=0) as ws:
             (socket,) = eio_sockets(sio)
             # The writer pauses on a buffer of 2 KiB, far below the 64 KiB
             # past which packets queue: it often holds packets while writing
@@ -175,13 +168,9 @@ async def test_a_connection_whose_messages_all_go_direct_outlives_the_ping_timeo
 async def test_with_websocket_compression_messages_take_the_queue_and_arrive():
     sio = socketio.AsyncServer(async_mode="aiohttp")
     async with chatlab.serve(sio, name="deflate", websocket_compression=True) as server:
-        url = server.url + "/socket.io/?EIO=4&transport=websocket"
         async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url, compress=15) as ws:
+            async with await connect_websocket(http, server.url, compress=15) as ws:
                 assert ws.compress
-                assert (await ws.receive_str()).startswith("0{")
-                await ws.send_str("40")
-                assert (await ws.receive_str()).startswith("40{")
                 for n in range(20):
                     await sio.emit("m", n)
                 for n in range(20):

@@ -10,6 +10,7 @@ import sys
 import aiohttp
 
 from chatlab import ChatClient, ChatServer, Limits
+from wire import connect_websocket
 
 JOIN_AND_WAIT = """
 import asyncio, sys, chatlab
@@ -53,16 +54,11 @@ async def test_a_client_that_stops_answering_pings_is_dropped_within_the_ping_ti
     chat = ChatServer(ping_interval=0.3, ping_timeout=0.3)
     server = await chat.serve(name="faults-silent")
     ann = ChatClient(server.url)
-    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
     try:
         await ann.connect()
         await ann.add_user("ann")
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(url, autoping=False) as ws:
-                opened = await ws.receive_str()
-                assert opened.startswith("0{")
-                await ws.send_str("40")  # Socket.IO connect to "/"
-                assert (await ws.receive_str()).startswith("40{")
+            async with await connect_websocket(session, server.url, autoping=False) as ws:
                 await ws.send_str('42["adduser","silent"]')
                 await ann.wait_for_users(names=["ann", "silent"])
                 # From here on, the pings ("2") go unanswered.

@@ -11,6 +11,7 @@ import pytest
 
 from chatlab import ChatServer
 from chatlab.waiting import Changes
+from wire import connect_websocket
 
 
 class WireUser:
@@ -25,12 +26,8 @@ class WireUser:
 
     @classmethod
     async def join(cls, http: aiohttp.ClientSession, url: str, name: str) -> "WireUser":
-        ws = await http.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
-        assert (await ws.receive_str(timeout=5)).startswith("0{")
-        await ws.send_str("40")
-        assert (await ws.receive_str(timeout=5)).startswith("40{")
-        user = cls(ws)
-        await ws.send_str(json.dumps(["adduser", name], separators=(",", ":")).join(["42", ""]))
+        user = cls(await connect_websocket(http, url))
+        await user.ws.send_str(json.dumps(["adduser", name], separators=(",", ":")).join(["42", ""]))
         return user
 
     async def _read(self) -> None:
