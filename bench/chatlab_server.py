@@ -7,14 +7,16 @@
                                    [--asyncio-loop]
 
 The same as ``python -m chatlab serve --port 0 --rate-limit 0`` (same
-``ChatServer``, same ready line, uvloop when installed, stops on
-SIGTERM/SIGINT), except that the rate limit can be set to any value. By
+``ChatServer`` with every fast path of ``chatlab.fast``, same ready line,
+uvloop when installed, stops on SIGTERM/SIGINT), except that the rate limit
+can be set to any value. By
 default it never applies: the Node.js reference server has none, and the
 benchmark's senders send as fast as their in-flight window allows.
 
 Each of ``--socketio-manager``, ``--websocket-compression``, ``--log-level
 INFO``, ``--engineio-writer`` and ``--users-each-time`` switches one of
-chatlab's optimisations off (see docs/benchmarks.md, "Each change alone");
+chatlab's optimisations off (see docs/benchmarks.md, "Each change alone"),
+and ``--plain`` all of the fast paths (``chatlab serve --plain``);
 ``--asyncio-loop`` runs on asyncio's own loop instead of uvloop.
 
 ``--profile FILE`` runs the server under cProfile and writes the statistics
@@ -34,9 +36,7 @@ import asyncio
 import cProfile
 import signal
 
-import socketio
-
-from chatlab import ChatServer, Limits
+from chatlab import ChatServer, FastPaths, Limits
 from chatlab.cli import run_standalone
 
 # High enough never to refuse a benchmark sender (TokenBucket needs rate > 0).
@@ -46,15 +46,13 @@ UNLIMITED = 1_000_000_000
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
                 socketio_manager: bool = False, engineio_writer: bool = False,
-                users_each_time: bool = False) -> None:
-    options = {"client_manager": socketio.AsyncManager()} if socketio_manager else {}
-    if users_each_time:
-        options["users_interval"] = 0
-    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), **options)
+                users_each_time: bool = False, plain: bool = False) -> None:
+    fast = False if plain else FastPaths(
+        fanout=not socketio_manager, direct_writes=not engineio_writer,
+        websocket_compression=compression, users_interval=0 if users_each_time else 0.05)
+    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), fast=fast)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
-    server = await chat.serve(host="127.0.0.1", port=port, name="standalone",
-                              websocket_compression=compression,
-                              direct_writes=not engineio_writer)
+    server = await chat.serve(host="127.0.0.1", port=port, name="standalone")
     if log_level is not None:
         for logger in {server.sio.logger, server.sio.eio.logger}:
             logger.setLevel(log_level)
@@ -80,10 +78,12 @@ def main() -> None:
                         help="python-socketio's own AsyncManager instead of chatlab's FanoutManager")
     parser.add_argument("--engineio-writer", action="store_true",
                         help="every packet through engineio's queue and writer task "
-                             "(no chatlab.direct_writes)")
+                             "(no chatlab.fast.direct_writes)")
     parser.add_argument("--users-each-time", action="store_true",
                         help="every users list to everyone at once, however many users "
-                             "(ChatServer(users_interval=0))")
+                             "(FastPaths(users_interval=0))")
+    parser.add_argument("--plain", action="store_true",
+                        help="none of chatlab.fast's speed-ups (chatlab serve --plain)")
     parser.add_argument("--asyncio-loop", action="store_true",
                         help="asyncio's own event loop, not uvloop (as chatlab serve uses)")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
@@ -94,7 +94,7 @@ def main() -> None:
                     compression=args.websocket_compression,
                     socketio_manager=args.socketio_manager,
                     engineio_writer=args.engineio_writer,
-                    users_each_time=args.users_each_time)
+                    users_each_time=args.users_each_time, plain=args.plain)
     run = asyncio.run if args.asyncio_loop else run_standalone
     if args.profile is None:
         run(running)

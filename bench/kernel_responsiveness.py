@@ -3,8 +3,8 @@
     .venv/bin/python bench/kernel_responsiveness.py [--quick]
 
 Starts a Jupyter kernel (jupyter_client), runs a cell that starts the chat
-server in it (``await ChatServer(...).serve()``, on the kernel's own event
-loop, as the lessons do), and times a trivial cell (``1+1``: sent, executed,
+server in it (``await ChatServer(fast=True, ...).serve()``, on the kernel's
+own event loop, as the lessons do, with the fast paths a busy chat uses), and times a trivial cell (``1+1``: sent, executed,
 its reply and the kernel's return to idle received) back to back, first
 with the chat idle, then while the benchmark's load generator runs its
 fan-out scenario against the chat (100 clients, 10 of them sending as fast
@@ -46,7 +46,7 @@ IDLE_PROBES, IDLE_PROBES_QUICK = 100, 20
 
 SERVE = """\
 import chatlab
-chat = chatlab.ChatServer({limits})
+chat = chatlab.ChatServer(fast=True, {limits})
 server = await chat.serve(name="bench")
 print(server.url)
 """

@@ -12,12 +12,12 @@ Modes
     (the URL is read from the first line it prints), stopped with SIGTERM at
     the end. Its memory is read from ``/proc/<pid>/status``.
 ``in-process``
-    ``chatlab.ChatServer().serve()`` on the same asyncio loop as the clients,
+    ``chatlab.ChatServer(fast=True).serve()`` on the same asyncio loop as the clients,
     as in a notebook kernel: server and 1,000 clients share one core, and the
     server's own tables (connections, rate buckets, rooms) can be read.
 
-Both use the server's default :class:`chatlab.Limits` and options, so the
-two modes measure the same server.
+Both use the server's default :class:`chatlab.Limits` and the fast paths of
+``chatlab serve``, so the two modes measure the same server.
 
 Traffic shape, and why
 ----------------------
@@ -894,7 +894,7 @@ async def check_empty(plan: Plan, url: str, report: Report, http: aiohttp.Client
 
 async def run_in_process(plan: Plan) -> Report:
     report = Report("in-process")
-    chat = chatlab.ChatServer()
+    chat = chatlab.ChatServer(fast=True)
     server = await chat.serve(name="bench-load")
     try:
         await load(plan, server.url, os.getpid(), chat, report)

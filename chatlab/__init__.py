@@ -6,9 +6,10 @@ clients with awaitable waits (:class:`ChatClient`) and their widgets
 (:mod:`chatlab.widgets`).
 """
 
-from .chat import ChatServer
+from .chat_server import ChatServer
 from .client import ChatClient, ChatRefused, Message, disconnect_all
 from .events import EventLog, LogEntry
+from .fast import FastPaths
 from .recording import RecordingClient, shutdown_all as _shutdown_recording_clients
 from .host import HandlerError, PortInUseError, RunningServer, running_servers, serve, stop_all
 from .validation import Limits
@@ -19,6 +20,7 @@ __all__ = [
     "ChatRefused",
     "ChatServer",
     "EventLog",
+    "FastPaths",
     "HandlerError",
     "Limits",
     "LogEntry",

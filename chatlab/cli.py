@@ -14,7 +14,7 @@ import sqlite3
 import sys
 from typing import Any, Callable, Coroutine, Sequence, TypeVar
 
-from .chat import ChatServer
+from .chat_server import ChatServer
 from .host import PortInUseError
 from .validation import Limits
 
@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         "--db", metavar="PATH", default=":memory:",
         help="keep the messages in this SQLite file, so the history survives a "
              "restart (default: in memory, gone when the server stops)")
+    serve.add_argument(
+        "--plain", action="store_true",
+        help="run without the speed-ups of chatlab.fast (the chat as the lessons "
+             "serve it: python-socketio's own broadcasts and writes)")
     return parser
 
 
@@ -94,9 +98,10 @@ def _token(text: str) -> str:
 
 
 async def _serve(
-    host: str, port: int, origins: list[str], token: str | None, db: str, limits: Limits
+    host: str, port: int, origins: list[str], token: str | None, db: str, limits: Limits,
+    fast: bool = True,
 ) -> int:
-    chat = ChatServer(cors_origins=origins, token=token, db=db, limits=limits)
+    chat = ChatServer(cors_origins=origins, token=token, db=db, limits=limits, fast=fast)
     try:
         # Opened first, so a bad path is a clear error before anyone joins.
         await chat.store.chat_id()
@@ -147,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         limits = Limits(events_per_second=args.rate_limit, burst=args.burst)
-        return run_standalone(_serve(args.host, args.port, args.cors_origin, args.token, args.db, limits))
+        return run_standalone(_serve(args.host, args.port, args.cors_origin, args.token,
+                                     args.db, limits, fast=not args.plain))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return EXIT_INTERRUPTED

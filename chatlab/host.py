@@ -8,6 +8,12 @@ returns a :class:`RunningServer` with its URL and an idempotent ``stop()``.
 Servers are kept by name, so re-running the notebook cell that started one
 stops the old server before starting the new one, instead of failing with
 "address already in use" or leaving the old one running.
+
+The server runs as python-socketio ships it: chatlab changes no option, no
+transport and nothing process-wide. It adds only what a notebook needs
+around it: the loop, the port, ``stop()``, re-runs, and handler errors
+shown under the cell (through the one seam described in
+:func:`chatlab._compat.watch_server_events`).
 """
 
 from __future__ import annotations
@@ -21,11 +27,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Generator
 
-import engineio.payload
 import socketio
-from aiohttp import hdrs, web
+from aiohttp import web
 
-from . import direct_writes
+from . import _compat
 from .reporting import report_in_cell
 from .waiting import Changes
 
@@ -39,14 +44,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("chatlab")
-
-# python-engineio refuses a long-polling body of more than 16 packets, on
-# both sides: a client catching up over polling would drop the connection
-# and start again forever, and a browser's batch of 17 quick emits would be
-# lost. Node's Engine.IO has no such count; the size of a body is bounded by
-# max_http_buffer_size all the same (see chatlab.validation.Limits).
-engineio.payload.Payload.max_decode_packets = max(
-    engineio.payload.Payload.max_decode_packets, 4096)
 
 # How often, and how long each time, stop() waits for a task it cancelled.
 CANCEL_ATTEMPTS = 20
@@ -141,8 +138,6 @@ class RunningServer:
         quiet: bool,
         report_errors: bool,
         shutdown_timeout: float,
-        websocket_compression: bool = False,
-        direct_writes: bool = True,
     ) -> None:
         self.sio = sio
         self.app = app
@@ -164,13 +159,11 @@ class RunningServer:
         self._stop_lock = asyncio.Lock()
         self._stopped = False
         self._saved: dict[str, Any] = {}
+        self._unwatch: Callable[[], None] | None = None
+        self._tasks_tracked = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[Any]] = set()
-        self._direct_writes = direct_writes
-        app.middlewares.append(self._refuse_oversized)
         app.middlewares.append(self._track_request)
-        if not websocket_compression:
-            app.middlewares.append(_without_compression)
 
     @property
     def url(self) -> str:
@@ -184,9 +177,6 @@ class RunningServer:
 
     async def _start(self, port: int) -> None:
         await self._runner.setup()
-        if self._direct_writes:
-            self._saved["transports"] = self.sio.eio._async
-            direct_writes.install(self.sio.eio)
         site = web.TCPSite(self._runner, self.host, port)
         try:
             await site.start()
@@ -202,24 +192,10 @@ class RunningServer:
                 ) from None
             raise
         self.port = self._runner.addresses[0][1]
-        self._saved["start_service_task"] = self.sio.eio.start_service_task
         self._track_tasks()
         self._watch_handlers()
         if self._quiet:
             self._keep_logs()
-
-    @web.middleware
-    async def _refuse_oversized(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        # engineio refuses a polling POST over max_http_buffer_size by closing
-        # the session and waiting for a poll that never comes, so the request
-        # hung for the whole ping timeout; answer 413 straight away instead.
-        limit = self.sio.eio.max_http_buffer_size
-        if request.content_length is not None and request.content_length > limit:
-            refusal = web.Response(
-                status=413, text=f"the request is over the limit of {limit} bytes")
-            refusal.force_close()  # the unread body would follow on this connection
-            return refusal
-        return await handler(request)
 
     @web.middleware
     async def _track_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -244,7 +220,7 @@ class RunningServer:
         # pings, the client monitor) goes through this public method; keeping
         # them lets stop() end the stragglers instead of leaking them.
         original = self.sio.eio.start_background_task
-        self._saved["start_background_task"] = original
+        self._tasks_tracked = True
 
         def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
             task = original(target, *args, **kwargs)
@@ -268,12 +244,11 @@ class RunningServer:
             name, "/", None, exc, "".join(traceback.format_exception(exc)), background=True))
 
     def _watch_handlers(self) -> None:
-        # python-socketio runs event handlers in background tasks, so an
-        # exception ends up as "Task exception was never retrieved" on stderr
-        # and nowhere else. Wrapping this one instance's dispatcher lets the
-        # kit record it and report it clearly instead.
-        original = self.sio._trigger_event
-        self._saved["_trigger_event"] = original
+        self._unwatch = _compat.watch_server_events(self.sio, self._recording_errors)
+
+    def _recording_errors(self, original: Any) -> Any:
+        """Wrap python-socketio's handler dispatch so that an exception in a
+        handler is recorded and reported instead of lost in its task."""
         # The TypeError of a connect handler called with auth=None, by sid,
         # until python-socketio's second try shows whether it was the one.
         # (Its depth is taken here: a traceback grows as it propagates.)
@@ -308,7 +283,7 @@ class RunningServer:
             except Exception as exc:
                 return self._failed(event, namespace, args, exc)
 
-        self.sio._trigger_event = trigger_event
+        return trigger_event
 
     def _failed(self, event: str, namespace: str, args: tuple[Any, ...],
                 exc: BaseException | None) -> Any:
@@ -378,10 +353,7 @@ class RunningServer:
         # but no goodbye packet is sent, so clients see their connection drop
         # (python-socketio's client says "transport error") and reconnect if
         # they are set to, rather than taking it as being sent away for good.
-        eio = self.sio.eio
-        for socket in list(eio.sockets.values()):
-            await socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
-        eio.sockets.clear()
+        await _compat.abort_connections(self.sio.eio)
         # Ending each request's task (a long poll, or a websocket session)
         # closes its transport, and no task of theirs outlives stop().
         await self._end_tasks(self._requests)
@@ -403,19 +375,16 @@ class RunningServer:
             logger.warning("%d task(s) would not stop: %s", len(pending), pending)
 
     def _restore(self) -> None:
-        if "start_service_task" in self._saved:
+        if self._tasks_tracked:
             # engineio's shutdown() is one-way: it stops the task that pings
             # clients and never starts it again. Reset it, so that the same
             # AsyncServer served again (a re-run cell) still drops dead clients.
-            self.sio.eio.start_service_task = self._saved["start_service_task"]
-            self.sio.eio.service_task_event = None
-            self.sio.eio.service_task_handle = None
-        if "transports" in self._saved:
-            direct_writes.uninstall(self.sio.eio, self._saved["transports"])
-        if "start_background_task" in self._saved:
-            del self.sio.eio.start_background_task
-        if "_trigger_event" in self._saved:
-            del self.sio._trigger_event  # back to the class's own method
+            _compat.restart_service_task(self.sio.eio)
+            del self.sio.eio.start_background_task  # back to the class's own
+            self._tasks_tracked = False
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if "logger" in self._saved:
             self.sio.logger = self._saved["logger"]
             self.sio.eio.logger = self._saved["eio_logger"]
@@ -430,20 +399,6 @@ class RunningServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RunningServer {self.name!r} {state}>"
-
-
-@web.middleware
-async def _without_compression(request: web.Request, handler: Any) -> web.StreamResponse:
-    # aiohttp accepts permessage-deflate whenever a client offers it, and
-    # browsers and socket.io-client always do; engineio has no option for
-    # it. Compressing each small frame for each recipient cost a busy server
-    # 13-20% of its time and 230 KB of zlib state per connection; Node's
-    # Socket.IO leaves it off too. A request that does not offer it gets none.
-    if hdrs.SEC_WEBSOCKET_EXTENSIONS in request.headers:
-        headers = request.headers.copy()
-        del headers[hdrs.SEC_WEBSOCKET_EXTENSIONS]
-        request = request.clone(headers=headers)
-    return await handler(request)
 
 
 class _Serving:
@@ -475,8 +430,6 @@ def serve(
     quiet: bool = True,
     report_errors: bool = True,
     shutdown_timeout: float = 1.0,
-    websocket_compression: bool = False,
-    direct_writes: bool = True,
 ) -> _Serving:
     """Start ``sio`` on the running event loop and return its handle.
 
@@ -496,12 +449,6 @@ def serve(
         ``chatlab`` logger, with its traceback). Either way it is kept in
         ``server.errors``; pass False when the caller reports them itself.
     :param shutdown_timeout: seconds ``stop()`` grants open HTTP connections.
-    :param websocket_compression: let websocket clients that offer it have
-        permessage-deflate (off by default, as in Node's Socket.IO: chat
-        frames are small, and compressing them costs more than it saves).
-    :param direct_writes: write each message straight to a websocket whose
-        writer task is idle (see :mod:`chatlab.direct_writes`); False leaves
-        every packet to engineio's queue and writer task.
 
     Use ``server = await serve(sio)`` or ``async with serve(sio) as server:``.
     """
@@ -534,8 +481,6 @@ def serve(
             quiet=quiet,
             report_errors=report_errors,
             shutdown_timeout=shutdown_timeout,
-            websocket_compression=websocket_compression,
-            direct_writes=direct_writes,
         )
         sio.attach(server.app)
         await server._start(port)

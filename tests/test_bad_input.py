@@ -101,7 +101,7 @@ async def test_a_flood_is_refused_while_another_connection_chats(chat_server):
         await flooder.disconnect()
         await observer.disconnect()
     await running.stop()
-    assert chat._buckets == {}, "buckets are dropped with their connections"
+    assert chat.namespace.admitted == 0, "rate limits are dropped with their connections"
 
 
 # -- raw packets over a websocket ---------------------------------------------

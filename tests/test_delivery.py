@@ -113,7 +113,7 @@ async def test_a_lost_acknowledgement_is_retried_under_the_same_id_and_stored_on
     bob = await user("bob")
     # Hold the chat's ordering lock, as a slow disk would: the first send's
     # acknowledgement comes too late, and the client sends it again.
-    async with chat._order:
+    async with chat.delivery.order:
         sending = asyncio.ensure_future(ann.send("patience"))
         await ann.log.wait_for("message", direction="out", count=2)
     assert await sending == 1
@@ -216,7 +216,7 @@ async def test_a_refused_connection_keeps_nothing_for_it(chat):
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(chat.running.url, auth={"serverOffset": -5})
     await client.shutdown()
-    assert chat._resume == {} and chat._buckets == {}
+    assert chat.delivery.waiting == 0 and chat.namespace.admitted == 0
 
 
 async def test_a_message_id_of_another_message_is_refused(raw, chat):
@@ -263,7 +263,7 @@ async def test_history_is_the_first_event_even_while_the_replay_waits(raw, chat)
     ann = await joined(raw, "ann")
     await ann.call("message", "before", timeout=5)
     bob = await raw("bob")
-    async with chat._order:  # the replay has to wait; other events do not
+    async with chat.delivery.order:  # the replay has to wait; other events do not
         newcomer = await raw("newcomer")
         await bob.call("adduser", "bob", timeout=5)  # users goes to everyone
         await newcomer.wait_for("users")
@@ -273,10 +273,16 @@ async def test_history_is_the_first_event_even_while_the_replay_waits(raw, chat)
     assert newcomer.received("message")[0][0]["message"] == "before"
 
 
-async def test_an_offset_of_3_point_0_is_3(chat_server):
+async def test_an_offset_of_3_point_0_is_3(raw, chat_server):
+    ann = await joined(raw, "ann")
+    for n in range(5):
+        await ann.call("message", f"m{n}", timeout=5)
+    (history,) = ann.received("history")[0]
     client = RecordingClient("js-like")
-    await client.connect(chat_server.url, auth={"chat": "0" * 32, "serverOffset": 3.0})
-    await client.wait_for("history")
+    await client.connect(chat_server.url, auth={"chat": history["chat"], "serverOffset": 3.0})
+    await client.wait_for("message", count=2)
+    assert client.received("history")[0][0]["after"] == 3
+    assert [m[0]["offset"] for m in client.received("message")] == [4, 5]
     await client.shutdown()
 
 

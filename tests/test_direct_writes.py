@@ -1,4 +1,4 @@
-"""chatlab.direct_writes: packets written straight to an idle websocket
+"""chatlab.fast.direct_writes: packets written straight to an idle websocket
 arrive whole, once and in order, whatever else the connection is doing."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import socketio
 
 import chatlab
 from chatlab import RecordingClient
-from chatlab.direct_writes import DirectQueue
-from chatlab.fanout import FanoutManager
+from chatlab.fast.direct_writes import DirectQueue
+from chatlab.fast import FanoutManager
+from fast_support import serve_fast
 from wire import connect_websocket
 
 
@@ -29,7 +30,7 @@ async def served():
         await sio.emit("echo", data, to=sid)
         return data
 
-    server = await chatlab.serve(sio, name="direct")
+    server = await serve_fast(sio, name="direct")
     clients = []
 
     async def connect(name, transports):
@@ -58,9 +59,12 @@ async def test_a_websocket_connection_writes_directly_and_a_polling_one_does_not
     assert queues[True]._ws is not None and queues[False]._ws is None
 
 
-async def test_without_direct_writes_engineio_keeps_its_own_queue():
+@pytest.mark.parametrize("fast", [{"direct_writes": False}, None], ids=["switched-off", "plain-serve"])
+async def test_without_direct_writes_engineio_keeps_its_own_queue(fast):
     sio = socketio.AsyncServer(async_mode="aiohttp")
-    async with chatlab.serve(sio, name="engineio-writer", direct_writes=False) as server:
+    serving = chatlab.serve(sio, name="engineio-writer") if fast is None \
+        else serve_fast(sio, name="engineio-writer", **fast)
+    async with serving as server:
         client = RecordingClient()
         await client.connect(server.url, transports=["websocket"])
         await sio.emit("hello", 1)
@@ -99,7 +103,7 @@ async def test_frames_of_every_length_class_arrive_whole(size):
     """A websocket frame's length takes 7, 16 or 64 bits; the event's packet
     is 6 characters longer than its text (``42["m","..."]``)."""
     sio = socketio.AsyncServer(async_mode="aiohttp", max_http_buffer_size=1_000_000)
-    async with chatlab.serve(sio, name="frames") as server:
+    async with serve_fast(sio, name="frames") as server:
         async with aiohttp.ClientSession() as http:
             async with await connect_websocket(http, server.url) as ws:
                 text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte characters too
@@ -149,7 +153,7 @@ async def test_a_connection_whose_messages_all_go_direct_outlives_the_ping_timeo
     """engineio's writer closes a connection when nothing reaches its queue
     for a ping interval plus the ping timeout; pings still go through it."""
     sio = socketio.AsyncServer(async_mode="aiohttp", ping_interval=0.3, ping_timeout=0.3)
-    async with chatlab.serve(sio, name="pings") as server:
+    async with serve_fast(sio, name="pings") as server:
         client = RecordingClient()
         await client.connect(server.url, transports=["websocket"])
         loop = asyncio.get_running_loop()
@@ -167,7 +171,7 @@ async def test_a_connection_whose_messages_all_go_direct_outlives_the_ping_timeo
 
 async def test_with_websocket_compression_messages_take_the_queue_and_arrive():
     sio = socketio.AsyncServer(async_mode="aiohttp")
-    async with chatlab.serve(sio, name="deflate", websocket_compression=True) as server:
+    async with serve_fast(sio, name="deflate", websocket_compression=True) as server:
         async with aiohttp.ClientSession() as http:
             async with await connect_websocket(http, server.url, compress=15) as ws:
                 assert ws.compress

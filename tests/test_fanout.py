@@ -10,7 +10,8 @@ import socketio
 
 import chatlab
 from chatlab import RecordingClient
-from chatlab.fanout import FanoutManager
+from chatlab.fast import FanoutManager
+from fast_support import serve_fast
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ async def fanout():
         await sio.enter_room(sid, room)
         return room
 
-    server = await chatlab.serve(sio, name="fanout")
+    server = await serve_fast(sio, name="fanout")
     clients = []
     for name in ("ann", "bob", "cat"):
         client = RecordingClient(name)
@@ -62,12 +63,14 @@ async def test_an_emit_that_wants_acknowledgements_still_gets_them(fanout):
 
 
 async def test_a_websocket_client_offering_compression_gets_none_unless_asked():
-    """aiohttp would accept permessage-deflate; chatlab turns it off unless
-    the server is started with websocket_compression=True."""
-    for compression in (False, True):
+    """aiohttp would accept permessage-deflate; the fast paths turn it off
+    unless asked for websocket_compression=True, and a learner's server
+    served plainly keeps aiohttp's own behaviour."""
+    for compression, fast in ((False, True), (True, True), (True, False)):
         sio = socketio.AsyncServer(async_mode="aiohttp")
-        server = await chatlab.serve(sio, name=f"deflate-{compression}",
-                                     websocket_compression=compression)
+        name = f"deflate-{compression}-{fast}"
+        server = await (serve_fast(sio, name=name, websocket_compression=compression) if fast
+                        else chatlab.serve(sio, name=name))
         url = server.url + "/socket.io/?EIO=4&transport=websocket"
         async with aiohttp.ClientSession() as http:
             async with http.ws_connect(url, compress=15) as ws:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 
 import aiohttp
@@ -281,6 +282,68 @@ async def test_stopping_restores_the_server_object():
     await server.stop()
     assert sio._trigger_event == dispatcher
     assert "start_background_task" not in vars(sio.eio)
+
+
+LEARNER_SERVER = """
+import asyncio, sys
+import engineio.payload, socketio
+import chatlab
+
+async def main():
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    transports = dict(sio.eio._async)
+    before = dict(vars(sio)), dict(vars(sio.eio))
+
+    def changed():
+        # attributes added or replaced on the server objects (values that
+        # python-socketio itself sets later, such as counters, are not callables)
+        return sorted(name for obj, old in zip((sio, sio.eio), before)
+                      for name, value in vars(obj).items()
+                      if old.get(name) is not value and (callable(value) or name == "logger"))
+
+    @sio.event
+    async def echo(sid, data=None):
+        await sio.emit("echo", data)
+
+    server = await chatlab.serve(sio, name="plain")
+    client = chatlab.RecordingClient()
+    await client.connect(server.url, transports=["websocket"])
+    await client.emit("echo", "hi")
+    await client.wait_for("echo")
+    (socket,) = sio.eio.sockets.values()
+    print("queue:", type(socket.queue).__module__, type(socket.queue).__name__)
+    print("transports unchanged:", sio.eio._async == transports)
+    print("manager:", type(sio.manager).__module__)
+    print("changed while running:", changed())
+    await client.shutdown()
+    await server.stop()
+    print("changed after stop:", changed())
+    print("polling packets:", engineio.payload.Payload.max_decode_packets)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_learners_server_runs_as_python_socketio_ships_it():
+    """Nothing process-wide, no transport or queue of chatlab's, and only the
+    documented seams while it runs (a process of its own: a ChatServer in
+    this one raises the polling limit for the whole process)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LEARNER_SERVER,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().splitlines() == [
+        "queue: asyncio.queues Queue",
+        "transports unchanged: True",
+        "manager: socketio.async_manager",
+        # the handler-error seam, the task tracking stop() needs, and the
+        # loggers a quiet server keeps its lines in
+        "changed while running: ['_trigger_event', 'logger', 'logger', 'start_background_task']",
+        "changed after stop: []",
+        "polling packets: 16",
+    ]
+    assert err.decode() == ""
 
 
 async def test_servers_that_cannot_run_here_are_refused_clearly():

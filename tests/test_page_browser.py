@@ -23,7 +23,7 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page, async_p
 
 import chatlab
 from chatlab import ChatClient, ChatServer, RunningServer
-from chatlab.chat import WEB_DIR
+from chatlab.chat_server import WEB_DIR
 
 import browser as shared
 from browser import (

@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from chatlab import ChatServer
+from chatlab import ChatServer, FastPaths
 from chatlab.waiting import Changes
 from wire import connect_websocket
 
@@ -59,7 +59,7 @@ async def crowd():
     """A chat with 100 users in it, each having joined once the one
     before had its welcome (the 100th makes a crowd: its list may reach
     the others a moment later); the first one watches."""
-    chat = ChatServer(users_interval=0.2)
+    chat = ChatServer(fast=FastPaths(users_interval=0.2))
     server = await chat.serve(name="crowd")
     users: list[WireUser] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -108,8 +108,9 @@ async def test_a_user_leaving_a_crowd_gets_a_list_at_once_and_the_others_theirs_
         await user.wait_for_list(99)
 
 
-async def test_with_users_interval_0_every_join_is_a_list_to_everyone():
-    chat = ChatServer(users_interval=0)
+@pytest.mark.parametrize("fast", [FastPaths(users_interval=0), False], ids=["interval-0", "plain"])
+async def test_with_users_interval_0_every_join_is_a_list_to_everyone(fast):
+    chat = ChatServer(fast=fast)
     server = await chat.serve(name="each-time")
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         users = []
@@ -128,4 +129,4 @@ async def test_with_users_interval_0_every_join_is_a_list_to_everyone():
 @pytest.mark.parametrize("interval", [-1, 11, True, "0.1"])
 def test_a_bad_users_interval_is_refused(interval):
     with pytest.raises(ValueError, match="users_interval"):
-        ChatServer(users_interval=interval)
+        FastPaths(users_interval=interval)

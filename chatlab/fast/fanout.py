@@ -6,7 +6,7 @@ queue, and waits for them all. Putting a packet in a queue does not block,
 so the tasks buy nothing; at a hundred listeners they were a large part of
 what each delivery cost. :class:`FanoutManager` puts the same encoded
 packet in each queue in turn instead, or, where the connection's writer is
-idle, writes it to the socket at once (:mod:`chatlab.direct_writes`). It is
+idle, writes it to the socket at once (:mod:`chatlab.fast.direct_writes`). It is
 passed to ``AsyncServer`` as its ``client_manager``, the library's own seam
 for this.
 """
@@ -64,7 +64,7 @@ class FanoutManager(socketio.AsyncManager):
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
                 continue
-            # Straight to an idle websocket (chatlab.direct_writes), past
+            # Straight to an idle websocket (chatlab.fast.direct_writes), past
             # engineio's send(), whose ping check its service task also makes.
             socket = sockets.get(eio_sid)
             queue = getattr(socket, "queue", None)
@@ -73,6 +73,6 @@ class FanoutManager(socketio.AsyncManager):
                 continue
             for eio_pkt in packets:
                 try:
-                    await self.server._send_eio_packet(eio_sid, eio_pkt)
+                    await self.server.eio.send_packet(eio_sid, eio_pkt)
                 except engineio.exceptions.SocketIsClosedError:
                     break  # closing: nothing more reaches it, and the others still get theirs

@@ -17,7 +17,8 @@ upgrading connection, a compressed or closing websocket, a client that is
 not reading) takes the queue as before.
 
 engineio has no seam for this; :func:`install` uses two it does have: the
-server's ``create_queue`` (public) and its table of transport classes, where
+server's ``create_queue`` (public) and its table of transport classes
+(through :func:`chatlab._compat.set_websocket_class`), where
 :class:`DirectWebSocket` tells each queue which websocket is its own.
 """
 
@@ -31,7 +32,9 @@ from aiohttp import web
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket
 
-__all__ = ["DirectQueue", "DirectWebSocket", "frame_of", "install", "uninstall"]
+from .. import _compat
+
+__all__ = ["DirectQueue", "DirectWebSocket", "frame_of", "install"]
 
 # Past this many unsent bytes in a socket's buffer, packets queue again, and
 # the writer (aiohttp's flow control) paces them for a client not reading.
@@ -109,14 +112,11 @@ class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
         return True
 
     def _can_write(self) -> bool:
-        socket, ws, transport = self._socket, self._ws, self._transport
+        ws, transport = self._ws, self._transport
         return (
             self._writer_waiting
             and self.empty()
-            and socket is not None
-            and socket.upgraded
-            and not socket.upgrading
-            and not socket.closing  # (set first, and for good, when it closes)
+            and _compat.socket_is_open_websocket(self._socket)
             and not ws.closed  # type: ignore[union-attr]
             and not ws.compress  # type: ignore[union-attr]
             and not transport.is_closing()  # type: ignore[union-attr]
@@ -141,14 +141,10 @@ class DirectWebSocket(WebSocket):
         return self._sock
 
 
-def install(eio: Any) -> None:
-    """Give the connections ``eio`` makes from now on the direct way."""
+def install(eio: Any) -> bool:
+    """Give the connections ``eio`` makes from now on the direct way; False
+    (and the writer's way for every packet) where engineio has no seam."""
+    if _compat.set_websocket_class(eio, DirectWebSocket) is None:
+        return False
     eio.create_queue = DirectQueue
-    eio._async = {**eio._async, "websocket": DirectWebSocket}
-
-
-def uninstall(eio: Any, transports: dict[str, Any]) -> None:
-    """Back to engineio's own queue and ``transports`` (its ``_async``
-    before :func:`install`); open connections keep theirs."""
-    eio.__dict__.pop("create_queue", None)
-    eio._async = transports
+    return True

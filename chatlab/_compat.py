@@ -1,0 +1,201 @@
+"""Every place chatlab touches python-socketio's or python-engineio's internals.
+
+Nothing else in chatlab reaches past the libraries' public API; this module
+holds what they offer no public way to do, one function per need. Each
+says why it exists and what happens when the internal it uses is missing
+(a release that renamed it): the kit keeps working without that one
+feature, and says so once in the ``chatlab`` logger. None of this touches a
+learner's server beyond what :func:`chatlab.serve` documents.
+
+Checked against the lowest versions ``pyproject.toml`` allows and the
+newest (``requirements/lowest.txt``; CI runs the core tests at both):
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+import engineio
+import engineio.payload
+import socketio
+
+__all__ = [
+    "CHECKED",
+    "abort_connections",
+    "allow_long_polling_payloads",
+    "handle_unreadable_packets",
+    "restart_service_task",
+    "set_websocket_class",
+    "socket_is_open_websocket",
+    "watch_client_events",
+    "watch_server_events",
+]
+
+CHECKED = "python-socketio 5.12.1 to 5.18.1, python-engineio 4.11.2 to 4.15.1"
+
+logger = logging.getLogger("chatlab")
+
+Dispatch = Callable[..., Awaitable[Any]]
+
+_said: set[str] = set()
+
+
+def _missing(feature: str, consequence: str) -> None:
+    """Say once per process that an internal is gone, and what it costs."""
+    if feature not in _said:
+        _said.add(feature)
+        logger.warning("chatlab: %s is not in this python-socketio/engineio (checked: %s); %s",
+                       feature, CHECKED, consequence)
+
+
+# -- the handler-error seam (chatlab.host) ----------------------------------
+
+def watch_server_events(sio: socketio.AsyncServer,
+                        wrap: Callable[[Dispatch], Dispatch]) -> Callable[[], None] | None:
+    """Route every handler call of this one server through ``wrap``.
+
+    python-socketio runs each handler in a task of its own and calls it
+    from ``AsyncServer._trigger_event``, the one place that sees every
+    handler (connect, events, disconnect, namespaces) with its event name.
+    Without this, an exception in a learner's handler shows only as "Task
+    exception was never retrieved" on stderr, in no cell. Only the instance
+    is changed; the returned function undoes it. Missing: handler errors
+    print as python-socketio prints them, and are not in ``server.errors``.
+    """
+    if not callable(getattr(type(sio), "_trigger_event", None)):
+        _missing("AsyncServer._trigger_event",
+                 "handler errors are not recorded in server.errors")
+        return None
+    sio._trigger_event = wrap(sio._trigger_event)  # type: ignore[method-assign]
+    return lambda: sio.__dict__.pop("_trigger_event", None)
+
+
+def watch_client_events(client: socketio.AsyncClient) -> None:
+    """Call ``client.event_received(event, args)`` for every event the
+    client gets, whether or not it has a handler for it (``connect_error``
+    and ``disconnect`` included); :class:`chatlab.RecordingClient` logs them.
+
+    ``AsyncClient._trigger_event`` is the one place every incoming event
+    passes. Missing: the log shows only what the client sent.
+    """
+    original = getattr(client, "_trigger_event", None)
+    if original is None:
+        _missing("AsyncClient._trigger_event", "event logs show only the events sent")
+        return
+
+    async def trigger_event(event: str, namespace: str, *args: Any) -> Any:
+        client.event_received(event, args)  # type: ignore[attr-defined]
+        return await original(event, namespace, *args)
+
+    client._trigger_event = trigger_event  # type: ignore[method-assign]
+
+
+# -- stopping a server (chatlab.host) -----------------------------------------
+
+async def abort_connections(eio: engineio.AsyncServer) -> None:
+    """Drop every connection without a goodbye packet, as a Node.js server
+    does when it stops: disconnect handlers run (reason "server
+    disconnect"), and clients see a lost connection and reconnect, rather
+    than being sent away for good. engineio's public ``disconnect()``
+    always says goodbye; its socket objects can abort. Missing: the
+    goodbye is sent, and clients do not reconnect by themselves.
+    """
+    sockets = getattr(eio, "sockets", None)
+    reason = getattr(getattr(eio, "reason", None), "SERVER_DISCONNECT", None)
+    if not isinstance(sockets, dict) or reason is None:
+        _missing("AsyncServer.sockets", "stopping a server sends its clients away for good")
+        await eio.disconnect()
+        return
+    for socket in list(sockets.values()):
+        await socket.close(wait=False, abort=True, reason=reason)
+    sockets.clear()
+
+
+def restart_service_task(eio: engineio.AsyncServer) -> None:
+    """Let an engineio server that was shut down start its service task
+    (pings and timeouts) again when it is served again, as a re-run
+    notebook cell does: ``shutdown()`` stops the task for good and leaves
+    the attributes that say it already ran. Missing: a server served a
+    second time no longer drops clients that went silent.
+    """
+    if not hasattr(eio, "service_task_handle"):
+        _missing("AsyncServer.service_task_handle",
+                 "a server served again does not drop silent clients")
+        return
+    eio.service_task_event = None
+    eio.service_task_handle = None
+
+
+# -- the chat server (chatlab.chat_server) ------------------------------------
+
+def allow_long_polling_payloads(packets: int = 4096) -> None:
+    """Let one long-polling body carry up to ``packets`` packets.
+
+    python-engineio refuses a body of more than 16 packets, on both sides:
+    a client catching up on history over polling drops the connection and
+    starts again forever, and a browser's batch of 17 quick emits is lost.
+    Node's Engine.IO has no such count (a body's size is bounded by
+    ``max_http_buffer_size`` all the same). The limit is a class attribute,
+    so this is process-wide: only the chat server and ``ChatClient`` ask
+    for it, never :func:`chatlab.serve` for a learner's server.
+    """
+    payload = engineio.payload.Payload
+    if not hasattr(payload, "max_decode_packets"):
+        return  # no limit to raise
+    payload.max_decode_packets = max(payload.max_decode_packets, packets)
+
+
+def handle_unreadable_packets(sio: socketio.AsyncServer,
+                              refuse: Callable[[str, BaseException], Awaitable[None]]) -> None:
+    """Call ``refuse(eio_sid, exc)`` when a client sends a packet the server
+    cannot decode (bad JSON, nesting too deep, a stray attachment), instead
+    of python-socketio's log line and an open connection: only a broken or
+    hostile client sends one, and Node's server closes the connection too.
+
+    Every Socket.IO packet is decoded in ``AsyncServer._handle_eio_message``,
+    which engineio calls for each message. Missing: such packets are
+    dropped and logged, and the connection stays open.
+    """
+    original = getattr(sio, "_handle_eio_message", None)
+    if original is None or sio.eio.handlers.get("message") != original:
+        _missing("AsyncServer._handle_eio_message",
+                 "unreadable packets are dropped without closing their connection")
+        return
+
+    async def handle_eio_message(eio_sid: str, data: Any) -> None:
+        try:
+            await original(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            await refuse(eio_sid, exc)
+
+    sio.eio.on("message", handle_eio_message)  # engineio's public way to set it
+
+
+# -- fast paths (chatlab.fast) ------------------------------------------------
+
+def set_websocket_class(eio: engineio.AsyncServer, websocket: type | None) -> type | None:
+    """Make the connections ``eio`` accepts from now on use ``websocket``
+    (a subclass of engineio's aiohttp ``WebSocket``) and return the class
+    it used before; ``None`` leaves it as it is. engineio picks it from its
+    table of transport classes, ``AsyncServer._async``. Missing: the
+    direct writes of :mod:`chatlab.fast.direct_writes` stay off.
+    """
+    table = getattr(eio, "_async", None)
+    if not isinstance(table, dict) or "websocket" not in table:
+        _missing("AsyncServer._async", "direct writes are off")
+        return None
+    before = table["websocket"]
+    if websocket is not None:
+        eio._async = {**table, "websocket": websocket}
+    return before
+
+
+def socket_is_open_websocket(socket: Any) -> bool:
+    """Whether an engineio connection is on its websocket for good: upgraded,
+    not in the middle of upgrading, not closing (set first, and for good,
+    when it closes). Unknown attributes read as "no", so a direct write
+    never happens where it cannot be sure."""
+    return (getattr(socket, "upgraded", False) is True
+            and getattr(socket, "upgrading", True) is False
+            and getattr(socket, "closing", True) is False)

@@ -1,0 +1,135 @@
+"""The finished chat as one object, in a kernel or standalone.
+
+:class:`ChatServer` puts together the handlers (:mod:`chatlab.chat`), the
+message store and delivery (:mod:`chatlab.delivery`), the wire-level
+defences (:mod:`chatlab.hardening`), the allowed origins
+(:mod:`chatlab.origins`) and the browser page (``web/``), and, when asked,
+the speed-ups of :mod:`chatlab.fast`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import socketio
+from aiohttp import web
+
+from . import _compat, hardening
+from .chat import ChatNamespace
+from .delivery import Delivery
+from .fast import FastPaths
+from .host import RunningServer, serve as serve_sio
+from .origins import origin_policy
+from .store import MessageStore
+from .validation import Limits
+
+__all__ = ["ChatServer", "WEB_DIR"]
+
+WEB_DIR = Path(__file__).parent / "web"
+
+
+class ChatServer:
+    """The chat, as one object that runs in a kernel or standalone.
+
+    :param cors_origins: origins allowed besides the page this server serves
+        and pages on localhost / 127.0.0.1 (``"*"`` allows all).
+    :param limits: the longest name, message and room name accepted, how
+        fast each connection may send events, and the largest packet.
+    :param token: when given, a client must connect with ``auth={"token":
+        token}``; others are refused with a ``ConnectionRefusedError``.
+    :param db: where messages are stored: a SQLite file path, or
+        ``":memory:"`` (the default) for a history that ends with the server.
+    :param history: how many recent messages a new client is sent.
+    :param fast: the speed-ups of :mod:`chatlab.fast` to use: ``True`` for
+        all of them (as ``chatlab serve`` does), a :class:`FastPaths` for
+        some, ``False`` (the default) for none.
+    :param server_options: passed on to ``socketio.AsyncServer`` (a
+        ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
+
+    ``users`` maps each joined connection's id to its name, in join order.
+    Names are unique (ignoring case) among connected users, so a name always
+    means one person; a second user asking for a taken name is refused.
+    """
+
+    def __init__(
+        self,
+        *,
+        cors_origins: Iterable[str] = (),
+        limits: Limits = Limits(),
+        token: str | None = None,
+        db: str | Path = ":memory:",
+        history: int = 50,
+        fast: FastPaths | bool = False,
+        **server_options: Any,
+    ) -> None:
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ValueError("the token must be a non-empty string (or None for no token)")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ValueError("history must be a whole number of messages, 0 or more")
+        self.fast = FastPaths() if fast is True else fast or None
+        self.limits = limits
+        self.store = MessageStore(db)
+        server_options.setdefault("max_http_buffer_size", limits.http_buffer_size)
+        manager = self.fast.client_manager() if self.fast else None
+        if manager is not None:
+            server_options.setdefault("client_manager", manager)
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp", cors_allowed_origins=origin_policy(cors_origins),
+            **server_options)
+        hardening.close_on_unreadable_packets(self.sio)
+        # Catching up over long-polling sends many packets in one body.
+        _compat.allow_long_polling_payloads()
+        self.delivery = Delivery(self.sio, self.store, history)
+        self.namespace = ChatNamespace(self.delivery, limits=limits, token=token)
+        announcer = self.fast.users_announcer(self.sio, self.names) if self.fast else None
+        if announcer is not None:
+            self.namespace.announce_users = announcer.changed
+        self.sio.register_namespace(self.namespace)
+
+    @property
+    def users(self) -> dict[str, str]:
+        """Each joined connection's id and its user name, in join order."""
+        return self.namespace.users
+
+    @property
+    def token(self) -> str | None:
+        return self.namespace.token
+
+    @property
+    def history(self) -> int:
+        return self.delivery.history
+
+    def names(self) -> list[str]:
+        """The names of the users now connected, in the order they joined."""
+        return self.namespace.names()
+
+    def rooms_of(self, sid: str) -> list[str]:
+        """The chat rooms a connection is in, sorted."""
+        return self.namespace.rooms_of(sid)
+
+    def make_app(self) -> web.Application:
+        """An aiohttp app that serves the chat page at ``/`` (Socket.IO is
+        attached to it by :func:`chatlab.host.serve`)."""
+        app = web.Application(middlewares=[hardening.refuse_oversized_requests(self.sio)])
+
+        async def index(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / "index.html")
+
+        async def close_store(app: web.Application) -> None:
+            await self.store.close()
+
+        app.router.add_get("/", index)
+        app.router.add_static("/static/", WEB_DIR)
+        app.on_cleanup.append(close_store)  # lets go of a database file on stop()
+        if self.fast:
+            self.fast.apply(self.sio, app)
+        return app
+
+    async def serve(self, *, name: str = "chat", host: str = "127.0.0.1", port: int = 0,
+                    quiet: bool = True) -> RunningServer:
+        """Start the chat and its page on the running loop (see
+        :func:`chatlab.host.serve`); the page is at the returned ``url``."""
+        await self.delivery.open()
+        return await serve_sio(self.sio, name=name, host=host, port=port,
+                               app=self.make_app(), quiet=quiet)
