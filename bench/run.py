@@ -3,9 +3,10 @@
     .venv/bin/python bench/run.py              # the full run (about 10 minutes)
     .venv/bin/python bench/run.py --quick      # a smoke run: tiny sizes, 1 round
 
-Installs the pinned npm packages (``npm ci --prefix bench``) if they are
-missing, then for each round and each scenario starts a fresh chatlab server
-and a fresh Node.js server (``bench/node-chat-server.mjs``), one after the
+Installs the pinned npm packages (``npm ci --prefix bench`` and
+``--prefix tests/js``) if they are missing, then for each round and each
+scenario starts a fresh chatlab server and a fresh Node.js server (the tests'
+reference, ``tests/js/chat-server.mjs --no-delivery``), one after the
 other (A B A B ...), runs the load generator (``bench/loadgen.mjs``) against
 each, and kills the server. The load generator reads the server's CPU time
 and memory from /proc at the start and end of the measured phase. After the
@@ -41,7 +42,11 @@ from typing import Any, Callable
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LOADGEN = BENCH / "loadgen.mjs"
-NODE_SERVER = BENCH / "node-chat-server.mjs"
+# The tests' reference server, on tests/js's socket.io; run with
+# --no-delivery, the base protocol only (docs/benchmarks.md says why).
+NODE_SERVER = ROOT / "tests" / "js" / "chat-server.mjs"
+# The npm packages in use, each with the directory whose package-lock.json pins it.
+NPM_PREFIXES = {"socket.io": NODE_SERVER.parent, "socket.io-client": BENCH, "ws": BENCH}
 CHATLAB_SERVER = BENCH / "chatlab_server.py"
 READY = re.compile(r"listening on (\d+)|http://127\.0\.0\.1:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -223,19 +228,21 @@ def run_loadgen(node: str, kind: str, url: str, pid: int | None, args: list[str]
 
 
 def ensure_npm_packages(npm: str) -> None:
-    if (BENCH / "node_modules" / "socket.io" / "package.json").exists() and \
-            (BENCH / "node_modules" / "ws" / "package.json").exists():
-        return
-    print("installing the benchmark's npm packages (npm ci --prefix bench) ...", flush=True)
-    subprocess.run([npm, "ci", "--prefix", str(BENCH), "--no-audit", "--no-fund",
-                    "--loglevel=error"], check=True, cwd=ROOT, timeout=600)
+    for prefix in dict.fromkeys(NPM_PREFIXES.values()):
+        wanted = [name for name, where in NPM_PREFIXES.items() if where == prefix]
+        if all((prefix / "node_modules" / name / "package.json").exists() for name in wanted):
+            continue
+        shown = prefix.relative_to(ROOT)
+        print(f"installing the npm packages of {shown} (npm ci --prefix {shown}) ...", flush=True)
+        subprocess.run([npm, "ci", "--prefix", str(prefix), "--no-audit", "--no-fund",
+                        "--loglevel=error"], check=True, cwd=ROOT, timeout=600)
 
 
 def versions(node: str) -> dict[str, str]:
     from importlib.metadata import version
 
     def npm_version(package: str) -> str:
-        path = BENCH / "node_modules" / package / "package.json"
+        path = NPM_PREFIXES[package] / "node_modules" / package / "package.json"
         return json.loads(path.read_text())["version"]
 
     def git(*args: str) -> str:
@@ -430,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_npm_packages(npm)
     chatlab_cmd = (shlex.split(args.chatlab_cmd) if args.chatlab_cmd
                    else [sys.executable, str(CHATLAB_SERVER), "--port", "0"])
-    commands = {"chatlab": chatlab_cmd, "node": [node, str(NODE_SERVER), "0"]}
+    commands = {"chatlab": chatlab_cmd, "node": [node, str(NODE_SERVER), "--no-delivery", "0"]}
     wanted = args.scenarios.split(",")
     unknown = set(wanted) - {s.name for s in SCENARIOS}
     if unknown:

@@ -1,16 +1,39 @@
-// A reference chat server on the official Node.js Socket.IO server, speaking
-// the same protocol as chatlab's ChatServer (events, payloads, refusals,
-// history and replay), so that chatlab's Python client can be checked
-// against both. Its message store is an array that lives as long as the
-// process, like ChatServer's default in-memory database.
-//   node chat-server.mjs [port] [history]   prints "listening on PORT" when ready
-// (history: how many recent messages a new client is sent, 50 by default).
+// A reference chat server on the official Node.js Socket.IO server (socket.io
+// 4.8, default options: no permessage-deflate, no rate limit), speaking the
+// same protocol as chatlab's ChatServer (events, payloads, refusals), so that
+// chatlab's Python client can be checked against both (tests/) and chatlab's
+// server measured against it (bench/run.py). Both run this one file, on the
+// socket.io pinned in tests/js (bench/run.py installs it when missing).
+//
+// Two modes:
+// - delivery (the default, for the tests): chatlab's delivery protocol too.
+//   Every public message is stored with an offset, in an array that lives as
+//   long as the process, like ChatServer's default in-memory database; a new
+//   connection is sent `history` and then the recent messages, or those
+//   after its auth.serverOffset; a message id is stored once.
+// - --no-delivery (for the benchmark): the base protocol only. Nothing is
+//   stored, there is no `history` or replay, public messages go straight to
+//   everyone and `message` takes the text alone: socket.io's own cost of
+//   the chat, which is what chatlab is compared with.
+//
+//   node chat-server.mjs [--no-delivery] [port] [history]
+// prints "listening on PORT" when ready (port 0, the default: a free one;
+// history: how many recent messages a new client is sent, 50 by default,
+// unused with --no-delivery).
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
+import { parseArgs } from "node:util";
 import { Server } from "socket.io";
 
+// strict: an unknown option stops the server instead of being taken as a port.
+const { values: options, positionals } = parseArgs({
+  options: { "no-delivery": { type: "boolean", default: false } },
+  allowPositionals: true,
+});
+const DELIVERY = !options["no-delivery"];
+const PORT = Number(positionals[0] ?? 0);
+const HISTORY = Number(positionals[1] ?? 50); // recent messages a new client is sent
 const LIMITS = { name: 32, message: 2000, room: 32 };
-const HISTORY = Number(process.argv[3] ?? 50); // recent messages a new client is sent
 const EVENTS = ["adduser", "message", "join", "leave", "roommessage", "direct"];
 const ROOM_PREFIX = "room:";
 // The connections that have had their history and now get public messages
@@ -142,26 +165,31 @@ const httpServer = createServer();
 const io = new Server(httpServer);
 
 // Refused before it is connected: the client gets connect_error {message}.
-io.use((socket, next) => {
-  try {
-    socket.data.resume = checkResume(socket.handshake.auth);
-  } catch (error) {
-    if (!(error instanceof Refused)) throw error;
-    return next(new Error(error.message));
-  }
-  next();
-});
+// Without delivery the auth means nothing, so nothing in it is refused.
+if (DELIVERY) {
+  io.use((socket, next) => {
+    try {
+      socket.data.resume = checkResume(socket.handshake.auth);
+    } catch (error) {
+      if (!(error instanceof Refused)) throw error;
+      return next(new Error(error.message));
+    }
+    next();
+  });
+}
 
 io.on("connection", (socket) => {
-  // The history first, then the stored messages it does not have, then live
-  // ones: all synchronous, so no public message can come in between.
-  const [chat, seen] = socket.data.resume;
-  const last = stored.length;
-  const after = chat === chatId && seen !== null && seen <= last
-    ? seen : Math.max(0, last - HISTORY); // else a new client, or offsets from another history
-  socket.emit("history", { chat: chatId, after, last });
-  for (const message of stored.slice(after)) socket.emit("message", payload(message));
-  socket.join(LIVE_ROOM);
+  if (DELIVERY) {
+    // The history first, then the stored messages it does not have, then
+    // live ones: all synchronous, so no public message can come in between.
+    const [chat, seen] = socket.data.resume;
+    const last = stored.length;
+    const after = chat === chatId && seen !== null && seen <= last
+      ? seen : Math.max(0, last - HISTORY); // else a new client, or offsets from another history
+    socket.emit("history", { chat: chatId, after, last });
+    for (const message of stored.slice(after)) socket.emit("message", payload(message));
+    socket.join(LIVE_ROOM);
+  }
 
   const joined = (doing) => {
     const name = users.get(socket.id);
@@ -185,6 +213,11 @@ io.on("connection", (socket) => {
     },
     message(args) {
       const user = joined("sending a message");
+      if (!DELIVERY) {
+        const text = checkMessage(oneArgument("message", args, "the message text"));
+        io.emit("message", { message: text, user, id: socket.id });
+        return { ok: true };
+      }
       if (args.length === 0) throw new Refused("message needs the message text");
       if (args.length > 2) {
         throw new Refused("message takes the message text and, optionally, a message id; "
@@ -262,7 +295,7 @@ io.on("connection", (socket) => {
   });
 });
 
-httpServer.listen(Number(process.argv[2] ?? 0), "127.0.0.1", () => {
+httpServer.listen(PORT, "127.0.0.1", () => {
   console.log(`listening on ${httpServer.address().port}`);
 });
 const stop = () => io.close(() => process.exit(0));
