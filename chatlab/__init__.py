@@ -11,6 +11,7 @@ from .client import ChatClient, ChatRefused, Message, disconnect_all
 from .events import EventLog, LogEntry
 from .fast import FastPaths
 from .recording import RecordingClient, shutdown_all as _shutdown_recording_clients
+from .source import show_source
 from .host import HandlerError, PortInUseError, RunningServer, running_servers, serve, stop_all
 from .validation import Limits
 from .waiting import WaitTimeout
@@ -32,6 +33,7 @@ __all__ = [
     "disconnect_all",
     "running_servers",
     "serve",
+    "show_source",
     "shutdown",
     "stop_all",
 ]

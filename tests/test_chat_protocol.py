@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from chatlab import ChatServer
+from chatlab.protocol import HISTORY_KEYS, MESSAGE_KEYS, PRIVATE_KEYS
 
 
 def events(client, name):
@@ -30,7 +31,7 @@ async def test_adduser_sends_users_to_all_and_private_to_the_new_user(raw, trans
     ann = await joined(raw, "ann", transports=[transport])
     assert events(ann, "users") == [["ann"]]
     [private] = events(ann, "private")
-    assert set(private) == {"id", "name", "msg"}
+    assert set(private) == set(PRIVATE_KEYS)
     assert private["id"] == ann.get_sid() and private["name"] == "ann"
     assert isinstance(private["msg"], str) and private["msg"]
 
@@ -51,8 +52,11 @@ async def test_message_reaches_everyone_with_text_user_and_id(raw, transport):
     await bob.emit("message", "hello, ann")
     for client in (ann, bob):
         await client.wait_for("message")
-        assert events(client, "message") == [
-            {"message": "hello, ann", "user": "bob", "id": bob.get_sid(), "offset": 1}]
+        [message] = events(client, "message")
+        assert set(message) == {*MESSAGE_KEYS, "offset"}
+        assert message == {"message": "hello, ann", "user": "bob", "id": bob.get_sid(), "offset": 1}
+        [history] = events(client, "history")
+        assert set(history) == set(HISTORY_KEYS)
 
 
 async def test_disconnect_sends_users_not_user(raw, chat):
