@@ -1,9 +1,9 @@
 // chatlab's chat page. It speaks the chat protocol with the Socket.IO server
-// that served it: sends "adduser" and "message"; receives "history",
-// "users", "private", "message" and "error".
+// that served it (every event is in chatlab/protocol.py): sends "adduser"
+// and "message"; receives "history", "users", "private", "message" and "error".
 //
 // Nothing gets lost when the connection drops (the delivery protocol, see
-// chatlab/chat.py): the page remembers the chat's id and the last offset it
+// chatlab/delivery.py): the page remembers the chat's id and the last offset it
 // has shown, and reconnects with them, so the server sends exactly what it
 // missed; each offset is shown once. Each message the user sends gets an id
 // of its own and waits in an outbox, shown as "sending…", until the server
