@@ -28,6 +28,7 @@ __all__ = [
     "restart_service_task",
     "set_websocket_class",
     "socket_is_open_websocket",
+    "socket_queue",
     "watch_client_events",
     "watch_server_events",
 ]
@@ -189,6 +190,14 @@ def set_websocket_class(eio: engineio.AsyncServer, websocket: type | None) -> ty
     if websocket is not None:
         eio._async = {**table, "websocket": websocket}
     return before
+
+
+def socket_queue(eio: engineio.AsyncServer, eio_sid: str) -> Any:
+    """The outgoing queue of one engineio connection (None when it is gone):
+    engineio keeps its connections in ``AsyncServer.sockets``, each with
+    the queue its writer reads. Missing: broadcasts take engineio's
+    ``send_packet`` for every recipient."""
+    return getattr(getattr(eio, "sockets", {}).get(eio_sid), "queue", None)
 
 
 def socket_is_open_websocket(socket: Any) -> bool:

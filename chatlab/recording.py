@@ -14,6 +14,7 @@ from typing import Any
 
 import socketio
 
+from . import _compat
 from .events import EventLog
 
 __all__ = ["RecordingClient", "shutdown_all"]
@@ -35,6 +36,7 @@ class RecordingClient(socketio.AsyncClient):
         self.name = name
         self.log = EventLog()
         self._loop: asyncio.AbstractEventLoop | None = None
+        _compat.watch_client_events(self)
 
     async def connect(self, *args: Any, **kwargs: Any) -> None:
         self._loop = asyncio.get_running_loop()
@@ -47,13 +49,13 @@ class RecordingClient(socketio.AsyncClient):
             self.log.record("out", event, *(() if data is None else (data,)))
         await super().emit(event, data, namespace=namespace, callback=callback)
 
-    async def _trigger_event(self, event: str, namespace: str, *args: Any) -> Any:
-        # Every incoming event passes here, whether or not it has a handler;
-        # connect_error and disconnect included. python-socketio's own
-        # bookkeeping events ("__disconnect_final") are not the server's.
+    def event_received(self, event: str, args: tuple[Any, ...]) -> None:
+        """Log an incoming event, whether or not it has a handler
+        (connect_error and disconnect included)."""
+        # python-socketio's own bookkeeping events ("__disconnect_final")
+        # are not the server's.
         if not event.startswith("__"):
             self.log.record("in", event, *args)
-        return await super()._trigger_event(event, namespace, *args)
 
     async def wait_for(self, event: str, *, count: int = 1, timeout: float = 5.0) -> int:
         """Wait until ``event`` has arrived ``count`` times in all."""

@@ -20,6 +20,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from .. import _compat
 from .direct_writes import DirectQueue
 
 __all__ = ["FanoutManager"]
@@ -60,14 +61,13 @@ class FanoutManager(socketio.AsyncManager):
             packet.EVENT, namespace=namespace, data=[event, *args]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, part)
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
-        sockets = self.server.eio.sockets
+        eio = self.server.eio
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
                 continue
             # Straight to an idle websocket (chatlab.fast.direct_writes), past
             # engineio's send(), whose ping check its service task also makes.
-            socket = sockets.get(eio_sid)
-            queue = getattr(socket, "queue", None)
+            queue = _compat.socket_queue(eio, eio_sid)
             if len(packets) == 1 and isinstance(queue, DirectQueue) \
                     and queue.write_now(packets[0]):
                 continue
