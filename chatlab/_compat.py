@@ -33,7 +33,7 @@ __all__ = [
     "watch_server_events",
 ]
 
-CHECKED = "python-socketio 5.12.1 to 5.18.1, python-engineio 4.11.2 to 4.15.1"
+CHECKED = "python-socketio 5.17.0 to 5.18.1, python-engineio 4.13.2 to 4.15.1"
 
 logger = logging.getLogger("chatlab")
 
