@@ -1,9 +1,11 @@
-"""What the tests of the lesson checks share: the stored solutions, shorter
-waits, and the right-answer and untouched-stub expectations."""
+"""What the tests of the lesson checks share: the stored solutions, a limit
+on how long a check may take, and the right-answer and untouched-stub
+expectations."""
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Awaitable, Callable
@@ -28,13 +30,35 @@ def load_solution(filename: str) -> ModuleType:
     return module
 
 
+# harness.WAIT in these tests. A check finds a wrong answer out from what
+# happened (an error, an acknowledgement, a handler that finished), never by
+# waiting its time out: a test that takes this long has a check that did.
+PATIENCE = 5.0
+
+# harness.WAIT for a test of a handler that never finishes, where only time
+# can tell (it asks for the `waits_out_a_timeout` fixture).
+SHORT_WAIT = 1.0
+
+
+@pytest.fixture
+def waits_out_a_timeout() -> None:
+    """The check under test must wait out its timeout (a handler that never
+    finishes): a short WAIT, and no limit on how long the test takes."""
+
+
 @pytest.fixture(autouse=True)
-async def quick_checks_that_clean_up(monkeypatch: pytest.MonkeyPatch):
-    # A wrong answer is found out when an event does not come; wait less
-    # for it here than a learner's check does.
-    monkeypatch.setattr(harness, "WAIT", 1.0)
+async def quick_checks_that_clean_up(monkeypatch: pytest.MonkeyPatch,
+                                     request: pytest.FixtureRequest):
+    limited = "waits_out_a_timeout" not in request.fixturenames
+    monkeypatch.setattr(harness, "WAIT", PATIENCE if limited else SHORT_WAIT)
+    started = time.monotonic()
     yield
+    took = time.monotonic() - started
     assert chatlab.running_servers() == {}, "the check left a server running"
+    if limited:
+        assert took < PATIENCE, (
+            f"the test took {took:.1f} s: a check waited out harness.WAIT instead of "
+            f"settling on an event")
 
 
 async def assert_passes(check: Check, answer: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import pytest
 import socketio
 
-from chatlab.exercises import ExerciseFailed
+from chatlab.exercises import ExerciseFailed, harness
 from chatlab.exercises.delivery import check_reliable_server
 from exercise_support import assert_not_attempted, assert_passes, load_solution
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
+from exercise_support import waits_out_a_timeout  # noqa: F401 (fixture)
 
 
 @dataclass
@@ -190,6 +192,28 @@ async def auth_read_in_the_task(sio, store, sid, auth):
     sio.start_background_task(replay)
 
 
+# -- right answers that take their time --------------------------------------------
+
+async def slow_replay(sio, store, sid, auth):
+    async def replay(after):
+        for offset in range(after + 1, len(store.texts) + 1):
+            await sio.sleep(0.02)
+            await sio.emit("message", {"message": store.texts[offset - 1], "offset": offset},
+                           to=sid)
+
+    sio.start_background_task(replay, (auth or {}).get("serverOffset", 0))
+
+
+async def replay_and_a_task_that_runs_for_good(sio, store, sid, auth):
+    async def forever():
+        while True:
+            await sio.sleep(60)
+
+    await right_connect(sio, store, sid, auth)
+    if not hasattr(store, "clock"):  # e.g. a clock, started once
+        store.clock = sio.start_background_task(forever)
+
+
 # -- the tests -------------------------------------------------------------------
 
 async def test_the_solution_passes(capsys):
@@ -199,6 +223,21 @@ async def test_the_solution_passes(capsys):
 
 async def test_the_right_answer_in_pieces_passes(capsys):
     await assert_passes(check_reliable_server, reliable_server(), capsys)
+
+
+async def test_a_replay_that_takes_its_time_passes(capsys):
+    # The check waits for the replay task to finish, not for a fixed time.
+    await assert_passes(check_reliable_server, reliable_server(connect=slow_replay), capsys)
+
+
+async def test_a_task_that_runs_for_good_is_waited_for_once(capsys, waits_out_a_timeout):
+    # The check cannot tell it from a replay still going on until WAIT has
+    # run out once; after that it no longer waits for it.
+    started = time.monotonic()
+    await assert_passes(
+        check_reliable_server, reliable_server(connect=replay_and_a_task_that_runs_for_good),
+        capsys)
+    assert time.monotonic() - started < 3 * harness.WAIT
 
 
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):

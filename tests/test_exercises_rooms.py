@@ -11,6 +11,7 @@ from chatlab.exercises import ExerciseFailed
 from chatlab.exercises.rooms import check_rooms_server
 from exercise_support import assert_not_attempted, assert_passes, load_solution
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
+from exercise_support import waits_out_a_timeout  # noqa: F401 (fixture)
 
 def rooms_server(*, prefix="room:", ack="chat", say_to="room-others", payload=None,
                  say_twice=False):
@@ -136,7 +137,7 @@ async def test_a_crashing_handler_is_reported():
         await check_rooms_server(make)
 
 
-async def test_a_join_that_never_answers_is_reported():
+async def test_a_join_that_never_answers_is_reported(waits_out_a_timeout):
     def make():
         sio = rooms_server()()
 
@@ -144,6 +145,18 @@ async def test_a_join_that_never_answers_is_reported():
         async def join(sid, room=None):
             await asyncio.Event().wait()  # forgets to finish
 
+        return sio
+
+    with pytest.raises(ExerciseFailed, match="Ann sent 'join' 'python' and got no acknowledgement"):
+        await check_rooms_server(make)
+
+
+async def test_a_missing_join_handler_is_reported_at_once():
+    # No handler, no acknowledgement: known once the server has handled the
+    # event, not after a wait (the autouse fixture limits how long it takes).
+    def make():
+        sio = rooms_server()()
+        del sio.handlers["/"]["join"]
         return sio
 
     with pytest.raises(ExerciseFailed, match="Ann sent 'join' 'python' and got no acknowledgement"):

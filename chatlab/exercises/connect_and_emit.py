@@ -19,8 +19,7 @@ from typing import Callable
 import socketio
 
 from . import ExerciseFailed, passed
-from . import harness
-from .harness import CheckRun, _describe
+from .harness import CheckRun, _describe, call_or_error
 
 __all__ = ["check_name_badge"]
 
@@ -63,13 +62,10 @@ async def check_name_badge(make_server: Callable[[], socketio.AsyncServer]) -> N
 
         # whoami answers from the session, per connection.
         for client, name in ((bob, "Bob"), (ann, "Ann")):
-            try:
-                answer = await client.call("whoami", timeout=harness.WAIT)
-            except socketio.exceptions.TimeoutError:
-                run.raise_handler_errors()
-                raise ExerciseFailed(
-                    "'whoami' got no answer: a handler's return value is the "
-                    "acknowledgement, so `return` the name") from None
+            answer = await call_or_error(
+                run, client, "whoami", None,
+                "'whoami' got no answer: a handler's return value is the "
+                "acknowledgement, so `return` the name")
             if answer is None:
                 raise ExerciseFailed(
                     f"{name} asked 'whoami' and got None: `return` the saved name from "
