@@ -81,10 +81,10 @@ class ChatServer:
         # Catching up over long-polling sends many packets in one body.
         _compat.allow_long_polling_payloads()
         self.delivery = Delivery(self.sio, self.store, history)
-        self.namespace = ChatNamespace(self.delivery, limits=limits, token=token)
         announcer = self.fast.users_announcer(self.sio, self.names) if self.fast else None
-        if announcer is not None:
-            self.namespace.announce_users = announcer.changed
+        self.namespace = ChatNamespace(
+            self.delivery, limits=limits, token=token,
+            announce_users=announcer.changed if announcer is not None else None)
         self.sio.register_namespace(self.namespace)
 
     @property
