@@ -1,4 +1,5 @@
-"""Shared fixtures: a real chat server on 127.0.0.1 and clients for it."""
+"""Shared fixtures: a real chat server on 127.0.0.1 and clients for it; and
+every test's tier (unit, integration or e2e: see pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,26 @@ import chatlab
 from chatlab import ChatClient, ChatServer, RecordingClient, RunningServer
 
 _names = itertools.count()
+
+TIERS = ("unit", "integration", "e2e")
+
+# A test module names its tier with ``pytestmark``; notebooks run by nbval
+# are e2e.
+@pytest.hookimpl(tryfirst=True)  # before -m picks tests by their marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker("e2e")
+    wrong: dict[str, list[str]] = {}
+    for item in items:
+        tiers = [mark.name for mark in item.iter_markers() if mark.name in TIERS]
+        if len(tiers) != 1:
+            wrong.setdefault(item.path.name, tiers)
+    if wrong:
+        found = "; ".join(f"{name}: {tiers or 'none'}" for name, tiers in sorted(wrong.items()))
+        raise pytest.UsageError(
+            "every test needs exactly one tier mark of " + ", ".join(TIERS) + ": give the "
+            f"module a pytestmark. Found: {found}")
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,9 @@ from chatlab import ChatServer, Limits, RecordingClient, RunningServer
 
 from test_chat_refusals import check_refused, joined
 
+pytestmark = pytest.mark.integration
+
+
 WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 POLL_PATH = "/socket.io/?EIO=4&transport=polling"
 TIMEOUT = aiohttp.ClientTimeout(total=5)

@@ -12,6 +12,8 @@ import pytest
 from chatlab import ChatServer
 from chatlab.protocol import HISTORY_KEYS, MESSAGE_KEYS, PRIVATE_KEYS
 
+pytestmark = pytest.mark.integration
+
 
 def events(client, name):
     """The data of each ``name`` event the client received, in order."""

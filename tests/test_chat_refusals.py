@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 
 LONG_NAME = "n" * 33
 LONG_MESSAGE = "m" * 2001

@@ -18,6 +18,9 @@ import pytest
 from chatlab import ChatClient
 from chatlab.cli import main
 
+pytestmark = pytest.mark.e2e
+
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0  # seconds for the process to print its URL
 STOP_TIMEOUT = 5.0  # seconds for it to exit after a signal

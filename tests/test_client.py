@@ -9,6 +9,8 @@ import pytest
 import chatlab
 from chatlab import ChatClient, ChatRefused, ChatServer, Limits, WaitTimeout
 
+pytestmark = pytest.mark.integration
+
 
 async def test_state_follows_the_chat(user):
     ann = await user("ann")

@@ -15,6 +15,8 @@ from chatlab import ChatClient, ChatServer, Limits, RecordingClient
 
 from test_chat_refusals import joined
 
+pytestmark = pytest.mark.integration
+
 
 def seen(client: ChatClient) -> list[tuple[int | None, str]]:
     return [(m.offset, m.text) for m in client.messages]

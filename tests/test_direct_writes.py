@@ -16,6 +16,8 @@ from chatlab.fast import FanoutManager
 from fast_support import serve_fast
 from wire import connect_websocket
 
+pytestmark = pytest.mark.integration
+
 
 def eio_sockets(sio: socketio.AsyncServer) -> list:
     return list(sio.eio.sockets.values())

@@ -20,6 +20,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+pytestmark = pytest.mark.e2e
+
+
 ROOT = Path(__file__).parent.parent
 
 # conda-forge names that differ from PyPI's (none yet), and conda-only ones

@@ -11,6 +11,9 @@ from chatlab.exercises.broadcast import check_arrivals_board
 from exercise_support import assert_not_attempted, assert_passes, load_solution
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
+pytestmark = pytest.mark.integration
+
+
 def arrivals_server(*, arrived_to="others", shouted_to="all", payload=None, shout_twice=False):
     """An arrivals board, right unless told to make one mistake."""
 

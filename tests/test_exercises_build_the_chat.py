@@ -12,6 +12,9 @@ from exercise_support import (
     assert_not_attempted, assert_passes, load_solution, server_with_adduser)
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
+pytestmark = pytest.mark.integration
+
+
 def checked_chat(*, joined=True, typed=True, blank="strip", limit=LIMIT, error_to="sender",
                  error=None, deliver=None, deliver_to="all"):
     """A checked chat, right unless told to make one mistake."""

@@ -12,6 +12,9 @@ from chatlab.exercises.connect_and_emit import check_name_badge
 from exercise_support import assert_not_attempted, assert_passes, load_solution
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
+pytestmark = pytest.mark.integration
+
+
 def badge_server(*, welcome_to_all=False, text="Welcome, {name}!", answer=True,
                  whoami_default=True, let_nameless_in=False, crash_without_auth=False,
                  refuse_with_builtin=False):

@@ -15,6 +15,8 @@ from exercise_support import assert_not_attempted, assert_passes, load_solution
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 from exercise_support import waits_out_a_timeout  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.integration
+
 
 @dataclass
 class Store:

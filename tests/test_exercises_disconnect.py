@@ -11,6 +11,9 @@ from exercise_support import (
     assert_not_attempted, assert_passes, load_solution, server_with_adduser)
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 
+pytestmark = pytest.mark.integration
+
+
 def users_server(on_disconnect):
     """The lesson's users server with ``on_disconnect(sio, users, sid)`` as
     the body of its disconnect handler."""

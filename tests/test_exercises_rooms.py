@@ -13,6 +13,9 @@ from exercise_support import assert_not_attempted, assert_passes, load_solution
 from exercise_support import quick_checks_that_clean_up  # noqa: F401 (autouse fixture)
 from exercise_support import waits_out_a_timeout  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.integration
+
+
 def rooms_server(*, prefix="room:", ack="chat", say_to="room-others", payload=None,
                  say_twice=False):
     """A rooms server, right unless told to make one mistake."""

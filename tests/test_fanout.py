@@ -13,6 +13,8 @@ from chatlab import RecordingClient
 from chatlab.fast import FanoutManager
 from fast_support import serve_fast
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def fanout():

@@ -8,9 +8,13 @@ import signal
 import sys
 
 import aiohttp
+import pytest
 
 from chatlab import ChatClient, ChatServer, Limits
 from wire import connect_websocket
+
+pytestmark = pytest.mark.integration
+
 
 JOIN_AND_WAIT = """
 import asyncio, sys, chatlab

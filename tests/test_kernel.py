@@ -8,6 +8,9 @@ import pytest
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.e2e
+
+
 START = """\
 import socketio, chatlab
 sio = socketio.AsyncServer(async_mode="aiohttp")

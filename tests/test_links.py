@@ -1,7 +1,11 @@
 """The chat page's link suits where the notebook runs."""
 
+import pytest
+
 from chatlab import ChatServer
 from chatlab.links import page_link
+
+pytestmark = pytest.mark.integration
 
 
 async def test_locally_the_link_goes_straight_to_the_server():

@@ -13,6 +13,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 pytestmark = pytest.mark.unit
 
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -13,6 +13,9 @@ import pytest
 
 from chatlab import ChatServer
 
+pytestmark = pytest.mark.e2e
+
+
 JS = Path(__file__).parent / "js"
 
 

@@ -8,6 +8,9 @@ import pytest
 from chatlab import ChatServer
 from chatlab.origins import origin_policy
 
+pytestmark = pytest.mark.integration
+
+
 HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
 
 

@@ -40,6 +40,9 @@ from browser import (
     send,
 )
 
+pytestmark = pytest.mark.e2e
+
+
 EVIL_MESSAGE = '<img src=x onerror="window.__pwned=1">'
 # The chat's names are at most 32 characters, so the script tag is short.
 EVIL_NAME = "<script>__pwned=2</script>"
@@ -290,14 +293,15 @@ def hold_messages(chat: ChatServer, handle: Callable[..., Awaitable[Any]]) -> li
     """Put ``handle(send_on, sid, *args)`` in front of the server's
     ``message`` handler (``send_on`` is that handler); return the list of
     the arguments of every ``message`` event, in order of arrival."""
-    send_on = chat.sio.handlers["/"]["message"]
+    send_on = chat.namespace.on_message
     arrived: list[tuple[Any, ...]] = []
 
     async def handler(sid: str, *args: Any) -> Any:
         arrived.append(args)
         return await handle(send_on, sid, *args)
 
-    chat.sio.on("message", handler=handler)
+    # The namespace finds its handler by name, on the instance first.
+    chat.namespace.on_message = handler  # type: ignore[method-assign]
     return arrived
 
 

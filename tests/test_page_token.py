@@ -14,6 +14,9 @@ from chatlab import ChatClient, ChatServer, RunningServer
 
 from browser import CHROMIUM_ARGS, join, message, require_chromium, route_cdn, screenshot, send
 
+pytestmark = pytest.mark.e2e
+
+
 TOKEN = "open sesame"
 
 

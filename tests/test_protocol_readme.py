@@ -11,6 +11,7 @@ from chatlab.protocol import CLIENT_EVENTS, EVENTS, markdown_table
 
 pytestmark = pytest.mark.unit
 
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

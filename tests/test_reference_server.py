@@ -16,6 +16,9 @@ import pytest
 
 from chatlab import ChatClient, ChatRefused, ChatServer
 
+pytestmark = pytest.mark.e2e
+
+
 JS = Path(__file__).parent / "js"
 
 # How many recent messages a new client is sent, on both servers, and how

@@ -13,6 +13,8 @@ from chatlab import ChatServer, FastPaths
 from chatlab.waiting import Changes
 from wire import connect_websocket
 
+pytestmark = pytest.mark.integration
+
 
 class WireUser:
     """A user speaking Engine.IO/Socket.IO over a bare websocket: cheap

@@ -1,0 +1,242 @@
+"""chatlab.validation: what the server accepts from a client, and the reason
+it gives when it does not. Plain values in, cleaned values or Refused out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chatlab.validation import (
+    Limits, Refused, check_message, check_message_id, check_name, check_resume, check_room,
+    describe)
+
+pytestmark = pytest.mark.unit
+
+
+EMOJI = "\U0001f600"  # one character, four bytes in UTF-8, two UTF-16 units
+LABELS = [pytest.param(check_name, "the user name", 32, id="name"),
+          pytest.param(check_room, "the room name", 32, id="room")]
+
+
+def refusal(check, *args) -> str:
+    with pytest.raises(Refused) as caught:
+        check(*args)
+    assert caught.value.reason == str(caught.value)
+    assert caught.value.retry_after is None, "bad input does not get better by waiting"
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("value,described", [
+    (None, "null"), (True, "a boolean"), (False, "a boolean"), (0, "a number"),
+    (2.5, "a number"), ("", "a string"), ([], "a list"), ((1,), "a list"),
+    ({}, "an object"), (b"\x00", "bytes"), (bytearray(), "bytearray"),
+])
+def test_describe_names_json_types_as_javascript_does(value, described):
+    assert describe(value) == described
+
+
+def test_limits_default_and_cannot_be_changed_in_place():
+    limits = Limits()
+    assert (limits.name, limits.message, limits.room) == (32, 2000, 32)
+    assert (limits.events_per_second, limits.burst) == (20, 40)
+    assert limits.http_buffer_size == 64 * 1024
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        limits.name = 5  # type: ignore[misc]
+
+
+# -- user and room names --------------------------------------------------------
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+def test_labels_are_trimmed(check, what, limit):
+    assert check("  ann \t") == "ann"
+    assert check("ann lee") == "ann lee", "inner spaces stay"
+    assert check("\u3000ann\u00a0") == "ann", "Unicode spaces are trimmed too"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+def test_label_limits_count_characters_after_trimming(check, what, limit):
+    assert check("n" * limit) == "n" * limit
+    assert check(" " * 10 + "n" * limit + " " * 10) == "n" * limit
+    assert refusal(check, "n" * (limit + 1)) == (
+        f"{what} is {limit + 1} characters long; the limit is {limit}")
+    # Characters, not bytes or UTF-16 units: 32 emoji are 128 bytes.
+    assert check(EMOJI * limit) == EMOJI * limit
+    assert "the limit is" in refusal(check, EMOJI * (limit + 1))
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+def test_labels_follow_the_limits_given(check, what, limit):
+    tight = Limits(name=3, room=3)
+    assert check("abc", tight) == "abc"
+    assert refusal(check, "abcd", tight) == f"{what} is 4 characters long; the limit is 3"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value,described", [
+    (None, "null"), (7, "a number"), (True, "a boolean"), (["ann"], "a list"),
+    ({"name": "ann"}, "an object"), (b"ann", "bytes"),
+])
+def test_labels_must_be_strings(check, what, limit, value, described):
+    assert refusal(check, value) == f"{what} must be a string, not {described}"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value", ["", " ", "\t\n ", "\u3000"])
+def test_blank_labels_are_empty(check, what, limit, value):
+    assert refusal(check, value) == f"{what} must not be empty"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value,code", [
+    ("a\x00b", "0000"), ("a\x1bb", "001B"), ("a\x7fb", "007F"), ("a\tb", "0009"),
+    ("a\nb", "000A"), ("a\x85b", "0085"),
+])
+def test_labels_refuse_control_characters(check, what, limit, value, code):
+    assert refusal(check, value) == f"{what} contains the control character U+{code}"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value", ["a\ud83db", "\ude00x", "x\ud83d"])
+def test_labels_refuse_unpaired_surrogates(check, what, limit, value):
+    # What a JavaScript string cut in the middle of an emoji becomes.
+    assert refusal(check, value) == f"{what} contains an unpaired surrogate (invalid UTF-16)"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value", [
+    "\u200b", "\u200b\u200d", "\ufeff", "\u2060", "\u0301", "\u200e\u200f", "\u00ad",
+])
+def test_labels_need_a_visible_character(check, what, limit, value):
+    # None of these is white space to str.strip(), and none shows.
+    assert refusal(check, value) == f"{what} has no visible character"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value", ["\u200bann", "e\u0301", "7", "?", EMOJI, "\u00e9l\u00e8ve", "\u674e"])
+def test_labels_with_one_visible_character_pass(check, what, limit, value):
+    assert check(value) == value
+
+
+# -- messages ---------------------------------------------------------------------
+
+
+def test_a_message_is_kept_as_sent():
+    assert check_message("  indented\n\tand tabbed  ") == "  indented\n\tand tabbed  "
+
+
+def test_the_message_limit_counts_every_character_including_spaces():
+    assert check_message("m" * 2000) == "m" * 2000
+    assert refusal(check_message, "m" * 2001) == (
+        "the message is 2001 characters long; the limit is 2000")
+    assert refusal(check_message, " " + "m" * 2000) == (
+        "the message is 2001 characters long; the limit is 2000")
+    assert check_message(EMOJI * 2000) == EMOJI * 2000
+    assert "the limit is 2000" in refusal(check_message, EMOJI * 2001)
+    assert check_message("ab", Limits(message=2)) == "ab"
+    assert "the limit is 2" in refusal(check_message, "abc", Limits(message=2))
+
+
+@pytest.mark.parametrize("value,described", [
+    (None, "null"), (3, "a number"), (False, "a boolean"), (["hi"], "a list"),
+    ({"message": "hi"}, "an object"),
+])
+def test_a_message_must_be_a_string(value, described):
+    assert refusal(check_message, value) == f"the message must be a string, not {described}"
+
+
+@pytest.mark.parametrize("value", ["", " ", "\n\n", "\t \r\n"])
+def test_a_blank_message_is_empty(value):
+    assert refusal(check_message, value) == "the message must not be empty"
+
+
+def test_a_message_may_hold_newlines_and_tabs_but_no_other_control_character():
+    assert check_message("one\ntwo\tthree") == "one\ntwo\tthree"
+    assert refusal(check_message, "one\rtwo") == (
+        "the message contains the control character U+000D")
+    assert refusal(check_message, "bell\x07") == (
+        "the message contains the control character U+0007")
+
+
+def test_a_message_refuses_unpaired_surrogates():
+    assert refusal(check_message, "half an emoji: \ud83d") == (
+        "the message contains an unpaired surrogate (invalid UTF-16)")
+
+
+@pytest.mark.parametrize("value", ["\u200b", "\u200b\n\u200b", "\ufeff\u2060", "\u0301\u0301"])
+def test_a_message_needs_a_visible_character(value):
+    assert refusal(check_message, value) == "the message has no visible character"
+
+
+# -- message ids --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    "a", "x" * 64, "3f2b8c1e-4d5a-4b6c-9d7e-0f1a2b3c4d5e", "Zx9_sid-17", "!~", "0",
+])
+def test_message_ids_of_visible_ascii_pass(value):
+    assert check_message_id(value) == value
+
+
+def test_no_message_id_is_none():
+    assert check_message_id(None) is None
+
+
+@pytest.mark.parametrize("value", [
+    "", "x" * 65, "has space", "tab\there", "caf\u00e9", EMOJI, "del\x7f", "new\nline",
+])
+def test_message_ids_of_other_characters_are_refused(value):
+    assert refusal(check_message_id, value) == (
+        "the message id must be 1 to 64 visible ASCII characters "
+        "(letters, digits, punctuation; no spaces)")
+
+
+@pytest.mark.parametrize("value,described", [
+    (1, "a number"), (1.0, "a number"), (True, "a boolean"), (["a"], "a list"), ({}, "an object"),
+])
+def test_message_ids_must_be_strings(value, described):
+    assert refusal(check_message_id, value) == f"the message id must be a string, not {described}"
+
+
+# -- resuming: the connect auth ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", [None, "chat", 3, ["chat"], {}, {"token": "x"}])
+def test_without_resume_fields_there_is_nothing_to_resume(auth):
+    assert check_resume(auth) == (None, None)
+
+
+def test_a_chat_id_and_offset_are_returned():
+    assert check_resume({"chat": "a1b2", "serverOffset": 7}) == ("a1b2", 7)
+    assert check_resume({"serverOffset": 0}) == (None, 0)
+    assert check_resume({"chat": "a1b2"}) == ("a1b2", None)
+    assert check_resume({"chat": None, "serverOffset": None}) == (None, None)
+
+
+@pytest.mark.parametrize("offset,expected", [(3.0, 3), (0.0, 0), (1e6, 1_000_000)])
+def test_a_whole_float_offset_is_a_whole_number(offset, expected):
+    # JavaScript sends 3 as 3 but may have computed it as 3.0.
+    _, resumed = check_resume({"serverOffset": offset})
+    assert resumed == expected and type(resumed) is int
+
+
+@pytest.mark.parametrize("offset,shown", [
+    (-1, "-1"), (-1.0, "-1.0"), (3.5, "3.5"), (float("nan"), "nan"), (float("inf"), "inf"),
+    (True, "a boolean"), (False, "a boolean"), ("3", "a string"), ([3], "a list"),
+    ({"n": 3}, "an object"),
+])
+def test_other_offsets_are_refused(offset, shown):
+    assert refusal(check_resume, {"serverOffset": offset}) == (
+        "auth.serverOffset must be a whole number of at least 0 "
+        f"(the last offset this client saw), not {shown}")
+
+
+@pytest.mark.parametrize("chat,shown", [
+    ("", "a string of other characters"), ("has space", "a string of other characters"),
+    ("x" * 65, "a string of other characters"), ("caf\u00e9", "a string of other characters"),
+    (5, "a number"), (True, "a boolean"), (["a"], "a list"), ({"id": "a"}, "an object"),
+])
+def test_bad_chat_ids_are_refused(chat, shown):
+    assert refusal(check_resume, {"chat": chat, "serverOffset": 1}) == (
+        f"auth.chat must be a chat id as the server sent it in history, not {shown}")
