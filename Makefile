@@ -43,15 +43,17 @@ test-fast: install-test
 	$(BIN)/python -m pytest tests -m "unit or integration"
 
 # A second venv with exactly the floors of pyproject.toml's dependencies
-# (requirements/lowest.txt); the test tools themselves may be new. A stamp,
-# because the venv's python is a link with an old time.
+# (requirements/lowest.txt); the test tools themselves may be new, and those
+# the e2e modules import (not run here) are there so that every module loads.
+# A stamp, because the venv's python is a link with an old time.
 LOWEST := .venv-lowest
 
 $(LOWEST)/.installed: requirements/lowest.txt pyproject.toml
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt \
-	    'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.2'
+	    'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.2' \
+	    nbformat nbclient jupyter_client playwright
 	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .
 	$(LOWEST)/bin/python -m pip check
 	touch $@

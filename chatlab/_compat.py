@@ -13,6 +13,7 @@ newest (``requirements/lowest.txt``; CI runs the core tests at both):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -27,6 +28,7 @@ __all__ = [
     "handle_unreadable_packets",
     "restart_service_task",
     "set_websocket_class",
+    "websocket_class_telling",
     "socket_is_open_websocket",
     "socket_queue",
     "watch_client_events",
@@ -190,6 +192,32 @@ def set_websocket_class(eio: engineio.AsyncServer, websocket: type | None) -> ty
     if websocket is not None:
         eio._async = {**table, "websocket": websocket}
     return before
+
+
+def websocket_class_telling(
+        on_open: Callable[[Any, Any, asyncio.Transport], None]) -> type:
+    """A websocket class for :func:`set_websocket_class`: engineio's aiohttp
+    ``WebSocket``, which also calls ``on_open(connection, ws, transport)``
+    once the websocket is open, with the engineio connection it serves, the
+    aiohttp ``WebSocketResponse`` and its transport. Its ``__call__`` is
+    engineio's own, with that one call added (engineio keeps the response
+    in ``_sock`` and the connection as its handler's ``__self__``).
+    """
+    from aiohttp import web
+    from engineio.async_drivers.aiohttp import WebSocket
+
+    class TellingWebSocket(WebSocket):  # type: ignore[misc]
+        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+            request: web.Request = environ["aiohttp.request"]
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
+            await self._sock.prepare(request)
+            self.environ = environ
+            if request.transport is not None:
+                on_open(getattr(self.handler, "__self__", None), self._sock, request.transport)
+            await self.handler(self)
+            return self._sock
+
+    return TellingWebSocket
 
 
 def socket_queue(eio: engineio.AsyncServer, eio_sid: str) -> Any:

@@ -17,9 +17,9 @@ upgrading connection, a compressed or closing websocket, a client that is
 not reading) takes the queue as before.
 
 engineio has no seam for this; :func:`install` uses two it does have: the
-server's ``create_queue`` (public) and its table of transport classes
-(through :func:`chatlab._compat.set_websocket_class`), where
-:class:`DirectWebSocket` tells each queue which websocket is its own.
+server's ``create_queue`` (public) and its table of transport classes,
+where a websocket class of :mod:`chatlab._compat`'s tells each queue which
+websocket is its own.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from typing import Any
 
 from aiohttp import web
 from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket
 
 from .. import _compat
 
-__all__ = ["DirectQueue", "DirectWebSocket", "frame_of", "install"]
+__all__ = ["DirectQueue", "frame_of", "install"]
 
 # Past this many unsent bytes in a socket's buffer, packets queue again, and
 # the writer (aiohttp's flow control) paces them for a client not reading.
@@ -124,27 +123,17 @@ class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
         )
 
 
-class DirectWebSocket(WebSocket):
-    """engineio's aiohttp websocket, telling its connection's queue where it
-    writes once the websocket is open."""
-
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        request: web.Request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size)
-        await self._sock.prepare(request)
-        self.environ = environ
-        socket = getattr(self.handler, "__self__", None)
-        queue = getattr(socket, "queue", None)
-        if isinstance(queue, DirectQueue) and request.transport is not None:
-            queue.attach(socket, self._sock, request.transport)
-        await self.handler(self)
-        return self._sock
+def _attach(socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
+    # Each connection's queue learns where its websocket writes once it is open.
+    queue = getattr(socket, "queue", None)
+    if isinstance(queue, DirectQueue):
+        queue.attach(socket, ws, transport)
 
 
 def install(eio: Any) -> bool:
     """Give the connections ``eio`` makes from now on the direct way; False
     (and the writer's way for every packet) where engineio has no seam."""
-    if _compat.set_websocket_class(eio, DirectWebSocket) is None:
+    if _compat.set_websocket_class(eio, _compat.websocket_class_telling(_attach)) is None:
         return False
     eio.create_queue = DirectQueue
     return True
