@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from chatlab.protocol import CLIENT_EVENTS, REFUSAL_KEYS
+
 pytestmark = pytest.mark.integration
 
 
@@ -65,6 +67,10 @@ BAD_ROOM_EVENTS = [
 ]
 
 
+def test_every_event_but_adduser_needs_adduser_first():
+    assert {event for event, _, _ in BEFORE_ADDUSER} == set(CLIENT_EVENTS) - {"adduser"}
+
+
 async def joined(raw, name):
     client = await raw(name)
     assert (await client.call("adduser", name, timeout=5))["ok"] is True
@@ -79,7 +85,7 @@ async def check_refused(sender, observer, chat, event, args, words):
     messages_before = len(observer.received("message"))
     # A tuple is sent as that many arguments; None as no argument at all.
     reply = await sender.call(event, tuple(args) if args else None, timeout=5)
-    assert set(reply) == {"event", "reason"}, reply
+    assert set(reply) == set(REFUSAL_KEYS), reply
     assert reply["event"] == event
     assert words in reply["reason"], reply["reason"]
     await sender.wait_for("error")
