@@ -48,13 +48,6 @@ class ChatNamespace(GuardedNamespace):
         self.users: dict[str, str] = {}
         self.announce_users = announce_users or self.send_users_to_everyone
 
-    async def trigger_event(self, event: Any, *args: Any) -> Any:
-        # A connection's own events wait until it has had what it missed, so
-        # that what they cause (a users list, its messages) comes after that.
-        if event not in ("connect", "disconnect") and args:
-            await self.delivery.caught_up(args[0])
-        return await super().trigger_event(event, *args)
-
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         self.check_token(auth)
         self.delivery.connecting(sid, auth)  # where its history starts
@@ -128,6 +121,13 @@ class ChatNamespace(GuardedNamespace):
         return {"ok": True}
 
     # -- what the handlers share ----------------------------------------------
+
+    async def trigger_event(self, event: Any, *args: Any) -> Any:
+        # A connection's own events wait until it has had what it missed, so
+        # that what they cause (a users list, its messages) comes after that.
+        if event not in ("connect", "disconnect") and args:
+            await self.delivery.caught_up(args[0])
+        return await super().trigger_event(event, *args)
 
     async def send_users_to_everyone(self, sid: str) -> None:
         # The connection leaving gets the list too (python-socketio still
