@@ -63,13 +63,13 @@ async def quick_checks_that_clean_up(monkeypatch: pytest.MonkeyPatch,
 
 async def assert_passes(check: Check, answer: Any, capsys: pytest.CaptureFixture[str]) -> None:
     await check(answer)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    assert capsys.readouterr().out.startswith("✓ passed:")
 
 
 async def assert_not_attempted(check: Check, stub: Any, start: str,
                                capsys: pytest.CaptureFixture[str],
                                caplog: pytest.LogCaptureFixture) -> None:
-    """The untouched stub gives the ⏭ line starting with ``start``, nothing
+    """The untouched stub gives the "not tried yet" line starting with ``start``, nothing
     on stderr, and no log line: its errors are the check's to report."""
     await check(stub)
     captured = capsys.readouterr()

@@ -67,7 +67,7 @@ async def test_the_solution_passes(capsys):
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
     await assert_not_attempted(
         check_arrivals_board, stub,
-        "⏭ Not attempted yet: the arrivals board", capsys, caplog)
+        "– not tried yet: the arrivals board", capsys, caplog)
 
 
 async def test_a_shout_handler_left_as_a_stub_is_named(capsys):

@@ -72,7 +72,7 @@ async def test_the_solution_passes(capsys):
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
     await assert_not_attempted(
         check_message_rules, stub,
-        "⏭ Not attempted yet: the message rules (the 'message' handler is still a stub)", capsys, caplog)
+        "– not tried yet: the message rules (the 'message' handler is still a stub)", capsys, caplog)
 
 
 @pytest.mark.parametrize("mistake, message", [
@@ -84,7 +84,7 @@ async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
     ({"limit": LIMIT - 1}, r"Ann sent the message 'yyy.*…, which is fine, and was refused"),
     ({"typed": False}, r"Ann sent a message that is a number, not a string \(42\)"),
     ({"error_to": "all"}, r"Stranger sent .*, and Ann received the error too: .*`to=sid`"),
-    ({"error": lambda reason: reason}, r"received the error 'join first'; it should be "
+    ({"error": lambda reason: reason}, r"received the error 'join first': send the error as "
                                        r"\{'event': 'message', 'reason'"),
     ({"error": lambda reason: {"event": "message", "reason": ""}}, r"received the error"),
     ({"deliver_to": "others"}, r"Ann sent the message .*, and Ann did not receive it"),
@@ -126,3 +126,55 @@ async def test_a_crashing_handler_is_reported():
 
     with pytest.raises(ExerciseFailed, match=r"the handler for 'message' raised KeyError: 'name'"):
         await check_message_rules(make)
+
+
+def unchecked_type(use):
+    """The solution without its type check: a message that is not a string
+    reaches ``use(text)``, which crashes on it."""
+
+    def make():
+        sio, users = server_with_adduser()
+
+        @sio.event
+        async def message(sid, text=None):
+            if sid not in users or not use(text) or len(text) > LIMIT:
+                await sio.emit("error", {"event": "message", "reason": "refused"}, to=sid)
+                return
+            await sio.emit("message", {"message": text, "user": users[sid], "id": sid})
+
+        return sio
+
+    return make
+
+
+@pytest.mark.parametrize("use, sent, crash", [
+    (lambda text: text.strip(), r"a message that is a number, not a string \(42\)",
+     r"AttributeError: 'int' object has no attribute 'strip'"),
+    (lambda text: len(text) and text.strip(), r"a message that is a number",
+     r"TypeError: object of type 'int' has no len\(\)"),
+])
+async def test_a_handler_that_crashes_on_a_non_string_is_told_the_rule(use, sent, crash):
+    with pytest.raises(ExerciseFailed) as failed:
+        await check_message_rules(unchecked_type(use))
+    assert failed.value.hint == (
+        "refuse a message that is not a string (a number, a list, or no data) with "
+        "'error' before using it as text: check `isinstance(text, str)` first")
+    assert failed.match(rf"Ann sent {sent}.*, and the handler for 'message' raised {crash}")
+    assert failed.value.expected.startswith("bad messages are refused")
+
+
+async def test_a_handler_that_crashes_on_a_stranger_is_told_to_check_adduser_first():
+    def make():
+        sio, users = server_with_adduser()
+
+        @sio.event
+        async def message(sid, text=None):
+            await sio.emit("message", {"message": text, "user": users[sid], "id": sid})
+
+        return sio
+
+    with pytest.raises(ExerciseFailed, match=r"Stranger sent a message from a connection "
+                                             r"that has not sent adduser .*KeyError") as failed:
+        await check_message_rules(make)
+    assert failed.value.hint.startswith("refuse a message from a connection that has not "
+                                        "sent adduser")

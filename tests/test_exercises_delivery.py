@@ -258,7 +258,7 @@ async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
 
     await assert_not_attempted(
         check_reliable_server, stub,
-        "⏭ Not attempted yet: the reliable chat server "
+        "– not tried yet: the reliable chat server "
         "(the 'connect' handler is still a stub)", capsys, caplog)
 
 
@@ -267,7 +267,7 @@ async def test_a_make_server_left_as_a_stub_is_not_attempted(capsys, caplog):
         raise NotImplementedError
 
     await assert_not_attempted(
-        check_reliable_server, stub, "⏭ Not attempted yet: the reliable chat server.",
+        check_reliable_server, stub, "– not tried yet: the reliable chat server.",
         capsys, caplog)
 
 

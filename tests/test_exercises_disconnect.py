@@ -94,7 +94,7 @@ async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
 
     await assert_not_attempted(
         check_users_server, users_server(stub),
-        "⏭ Not attempted yet: the users list on disconnect "
+        "– not tried yet: the users list on disconnect "
         "(the 'disconnect' handler is still a stub)", capsys, caplog)
 
 
@@ -110,7 +110,7 @@ async def test_a_legacy_disconnect_handler_without_reason_passes(capsys):
         return sio
 
     await check_users_server(make)
-    assert capsys.readouterr().out.startswith("✅ Correct:")
+    assert capsys.readouterr().out.startswith("✓ passed:")
 
 
 @pytest.mark.parametrize("body, message", [

@@ -79,7 +79,7 @@ async def test_the_solution_passes(capsys):
 async def test_the_untouched_stub_is_not_attempted(capsys, caplog):
     await assert_not_attempted(
         check_rooms_server, stub,
-        "⏭ Not attempted yet: the rooms server (the 'join' handler is still a stub)", capsys, caplog)
+        "– not tried yet: the rooms server (the 'join' handler is still a stub)", capsys, caplog)
 
 
 async def test_a_stub_make_server_is_not_attempted(capsys):
@@ -87,7 +87,7 @@ async def test_a_stub_make_server_is_not_attempted(capsys):
         raise NotImplementedError
 
     await check_rooms_server(make)
-    assert capsys.readouterr().out.startswith("⏭ Not attempted yet: the rooms server")
+    assert capsys.readouterr().out.startswith("– not tried yet: the rooms server")
 
 
 async def test_a_say_handler_left_as_a_stub_is_named(capsys):

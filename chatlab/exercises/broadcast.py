@@ -25,6 +25,10 @@ from .harness import CheckRun
 
 __all__ = ["check_arrivals_board"]
 
+# What a right answer does: the verdict when it passes, and what a failure
+# says was expected.
+EXPECTED = "each newcomer is announced to everyone else, and a shout reaches everyone"
+
 NAMES = ("Ann", "Bob", "Cy")
 SHOUT = "Lunch is ready!"
 
@@ -35,11 +39,12 @@ async def check_arrivals_board(make_server: Callable[[], socketio.AsyncServer]) 
     (the newcomer's name) and whose ``shout`` sends ``shouted``
     ``{"user", "text"}`` to everyone, the shouter included.
 
-    Prints ✅ when right, raises :class:`ExerciseFailed` saying what is wrong,
-    prints ⏭ while ``make_server`` (or a handler) still raises
-    ``NotImplementedError``.
+    Prints ``✓ passed: …`` when right, raises :class:`ExerciseFailed` saying
+    what is wrong, prints ``– not tried yet: …`` while ``make_server`` (or a
+    handler) still raises ``NotImplementedError``.
     """
-    async with CheckRun("check-broadcast", "the arrivals board") as run:
+    async with CheckRun("check-broadcast", "the arrivals board",
+                        expected=EXPECTED) as run:
         await run.serve(make_server)
 
         # Ann, Bob and Cy arrive in turn: those already there hear of each one.
@@ -93,7 +98,7 @@ async def check_arrivals_board(make_server: Callable[[], socketio.AsyncServer]) 
                     f"{name} received 'shouted' with {shown!r}; it should be {expected!r} "
                     f"(the shouter's name from the session, and the text)")
         run.raise_handler_errors()
-        passed("each newcomer is announced to everyone else, and a shout reaches everyone")
+        passed(EXPECTED)
 
 
 def _names(received: list[tuple[object, ...]]) -> list[object]:

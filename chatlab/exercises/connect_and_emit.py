@@ -23,17 +23,23 @@ from .harness import CheckRun, _describe, call_or_error
 
 __all__ = ["check_name_badge"]
 
+# What a right answer does: the verdict when it passes, and what a failure
+# says was expected.
+EXPECTED = ("the server refuses clients without a name, welcomes each client alone by name, "
+            "and remembers who is who")
+
 async def check_name_badge(make_server: Callable[[], socketio.AsyncServer]) -> None:
     """Check the lesson 01 exercise: ``make_server()`` returns a new
     ``AsyncServer`` whose ``connect`` refuses clients without a name in
     ``auth``, saves the name in the session and sends ``welcome`` to that
     client alone, and whose ``whoami`` acknowledges with the saved name.
 
-    Prints ✅ when right, raises :class:`ExerciseFailed` saying what is wrong,
-    prints ⏭ while ``make_server`` (or a handler) still raises
-    ``NotImplementedError``.
+    Prints ``✓ passed: …`` when right, raises :class:`ExerciseFailed` saying
+    what is wrong, prints ``– not tried yet: …`` while ``make_server`` (or a
+    handler) still raises ``NotImplementedError``.
     """
-    async with CheckRun("check-connect-and-emit", "the name badge server") as run:
+    async with CheckRun("check-connect-and-emit", "the name badge server",
+                        expected=EXPECTED) as run:
         server = await run.serve(make_server)
         # Ann and Bob give their names; connecting, each must be welcomed alone.
         ann = await run.connect("Ann", auth={"name": "Ann"})
@@ -93,5 +99,4 @@ async def check_name_badge(make_server: Callable[[], socketio.AsyncServer]) -> N
                     f"a client that connected with auth={auth!r} was refused, but only "
                     f"because {_describe(crashes[0])}; check auth before using it, "
                     f"e.g. `if not auth or not auth.get('name'): return False`")
-        passed("the server refuses clients without a name, welcomes each "
-               "client alone by name, and remembers who is who")
+        passed(EXPECTED)

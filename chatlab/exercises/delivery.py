@@ -33,6 +33,12 @@ from .harness import CheckRun, call_or_error
 
 __all__ = ["check_reliable_server"]
 
+# What a right answer does: the verdict when it passes, and what a failure
+# says was expected.
+EXPECTED = ("each message is stored once per id and numbered, a retry is acknowledged with "
+            "its first offset, and a returning client gets exactly what it missed, in "
+            "order, once connected")
+
 Shown = tuple[Any, Any]  # (text, offset) of one received message
 
 
@@ -238,11 +244,11 @@ async def check_reliable_server(make_server: Callable[[], socketio.AsyncServer])
     its offset, and whose ``connect`` sends a client every stored message
     after the ``serverOffset`` in its auth, once connected.
 
-    Prints ✅ when right, raises :class:`ExerciseFailed` saying what is wrong,
-    prints ⏭ while ``make_server`` (or a handler) still raises
-    ``NotImplementedError``.
+    Prints ``✓ passed: …`` when right, raises :class:`ExerciseFailed` saying
+    what is wrong, prints ``– not tried yet: …`` while ``make_server`` (or a
+    handler) still raises ``NotImplementedError``.
     """
-    async with CheckRun("check-delivery", "the reliable chat server") as run:
+    async with CheckRun("check-delivery", "the reliable chat server", expected=EXPECTED) as run:
         await run.serve(make_server)
         chat = _Chat(run)
         ann = await _come_back(run, chat, "Ann", {"serverOffset": 0}, [], "Ann")
@@ -276,6 +282,4 @@ async def check_reliable_server(make_server: Callable[[], socketio.AsyncServer])
         await _come_back(run, chat, "Dee", {"serverOffset": len(chat.stored)}, [],
                          "Dee, who has seen every message,")
         run.raise_handler_errors()
-        passed("each message is stored once per id and numbered, a retry is "
-               "acknowledged with its first offset, and a returning client gets "
-               "exactly what it missed, in order, once connected")
+        passed(EXPECTED)

@@ -26,6 +26,11 @@ from .harness import CheckRun
 
 __all__ = ["check_users_server"]
 
+# What a right answer does: the verdict when it passes, and what a failure
+# says was expected.
+EXPECTED = ("the users list loses exactly the connection that left, and everyone is sent the "
+            "new list as 'users'")
+
 
 def _lists(client: Any) -> list[Any]:
     return [args[0] if len(args) == 1 else list(args) for args in client.received("users")]
@@ -78,11 +83,12 @@ async def check_users_server(make_server: Callable[[], socketio.AsyncServer]) ->
     ``AsyncServer`` whose ``disconnect`` removes the connection that left,
     and only it, from the users list and sends ``users`` to everyone.
 
-    Prints ✅ when right, raises :class:`ExerciseFailed` saying what is wrong,
-    prints ⏭ while ``make_server`` (or a handler) still raises
-    ``NotImplementedError``.
+    Prints ``✓ passed: …`` when right, raises :class:`ExerciseFailed` saying
+    what is wrong, prints ``– not tried yet: …`` while ``make_server`` (or a
+    handler) still raises ``NotImplementedError``.
     """
-    async with CheckRun("check-disconnect", "the users list on disconnect") as run:
+    async with CheckRun("check-disconnect", "the users list on disconnect",
+                        expected=EXPECTED) as run:
         await run.serve(make_server)
         ann = await run.connect("Ann")
         sam1 = await run.connect("Sam (the first)")
@@ -135,5 +141,4 @@ async def check_users_server(make_server: Callable[[], socketio.AsyncServer]) ->
                 f"when the second Sam left, the first Sam's entry was removed in his "
                 f"place; remove by connection id (`users.pop(sid, None)`), not by name")
         run.raise_handler_errors()
-        passed("the users list loses exactly the connection that left, and everyone "
-               "is sent the new list as 'users'")
+        passed(EXPECTED)

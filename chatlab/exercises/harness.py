@@ -1,8 +1,9 @@
 """The harness the lesson checks share.
 
 A :class:`CheckRun` serves the learner's server under the check's own name,
-connects the clients that talk to it, turns an untouched stub into the ⏭
-line, and always cleans up: every client shut down, the server stopped.
+connects the clients that talk to it, turns an untouched stub into the
+"not tried yet" line, tells a failure which exercise it is and what was
+expected, and always cleans up: every client shut down, the server stopped.
 
 A check never decides that something did *not* happen by waiting a while
 for it: :meth:`CheckRun.settle` returns once the server has finished
@@ -55,12 +56,15 @@ class CheckRun:
 
     Use as ``async with CheckRun("check-name", "what it is") as run:``; on the
     way out every client is shut down and the server stopped, whatever
-    happened. :class:`NotAttempted` raised inside is turned into the ⏭ line.
+    happened. :class:`NotAttempted` raised inside is turned into the "not
+    tried yet" line; an :class:`ExerciseFailed` is told the exercise's name
+    (``what``) and what a right answer does (``expected``).
     """
 
-    def __init__(self, name: str, what: str) -> None:
+    def __init__(self, name: str, what: str, *, expected: str | None = None) -> None:
         self.name = name
         self.what = what
+        self.expected = expected
         self.server: RunningServer | None = None
         self.clients: list[RecordingClient] = []
         # The server's handler tasks and the learner's background tasks that
@@ -90,13 +94,17 @@ class CheckRun:
         if exc_type is not None and issubclass(exc_type, NotAttempted):
             not_attempted(str(exc) or self.what)
             return True
+        if isinstance(exc, ExerciseFailed):
+            exc.exercise = exc.exercise or self.what
+            exc.expected = exc.expected or self.expected
         return False
 
     async def serve(self, make_server: Callable[[], Any]) -> RunningServer:
         """Call the learner's ``make_server()`` and serve what it returns."""
         if not callable(make_server):
             raise ExerciseFailed(
-                f"pass the function itself, e.g. check(make_server), not {make_server!r}")
+                f"the check was given {make_server!r}, which is not a function",
+                hint="pass the function itself, e.g. check(make_server), not what it returns")
         try:
             sio = make_server()
         except NotImplementedError:
@@ -104,15 +112,18 @@ class CheckRun:
         if not isinstance(sio, socketio.AsyncServer):
             raise ExerciseFailed(
                 f"{_name_of(make_server)}() should return a socketio.AsyncServer, "
-                f"but it returned {sio!r}; did you forget `return sio`?")
+                f"but it returned {sio!r}", hint="did you forget `return sio`?")
         sio.on(PING, handler=_pong)
         try:
             # The check reports the learner's handler errors itself.
             self.server = await serve(sio, name=self.name, report_errors=False)
         except RuntimeError as exc:  # the same AsyncServer is served elsewhere
             raise ExerciseFailed(
-                f"{_name_of(make_server)}() should create a new AsyncServer each "
-                f"time it is called ({exc})") from None
+                f"{_name_of(make_server)}() returned an AsyncServer that is already "
+                f"running ({exc})",
+                hint=f"{_name_of(make_server)}() should create a new AsyncServer each "
+                     f"time it is called: `sio = socketio.AsyncServer(...)` inside "
+                     f"the function") from None
         except ValueError as exc:  # e.g. another async_mode than aiohttp
             raise ExerciseFailed(str(exc)) from None
         self._watch_tasks(sio)

@@ -27,6 +27,11 @@ from .harness import CheckRun, call_or_error
 
 __all__ = ["check_rooms_server", "call_or_error"]
 
+# What a right answer does: the verdict when it passes, and what a failure
+# says was expected.
+EXPECTED = ("rooms are kept apart from connection ids, and a room message reaches the others "
+            "in the room only")
+
 SECRET = "the server's note for Bob alone"
 
 
@@ -60,11 +65,11 @@ async def check_rooms_server(make_server: Callable[[], socketio.AsyncServer]) ->
     and whose ``say`` sends ``said`` ``{room, text, from}`` to the others in
     the room.
 
-    Prints ✅ when right, raises :class:`ExerciseFailed` saying what is wrong,
-    prints ⏭ while ``make_server`` (or a handler) still raises
-    ``NotImplementedError``.
+    Prints ``✓ passed: …`` when right, raises :class:`ExerciseFailed` saying
+    what is wrong, prints ``– not tried yet: …`` while ``make_server`` (or a
+    handler) still raises ``NotImplementedError``.
     """
-    async with CheckRun("check-rooms", "the rooms server") as run:
+    async with CheckRun("check-rooms", "the rooms server", expected=EXPECTED) as run:
         server = await run.serve(make_server)
         ann, bob, cy = [await run.connect(name) for name in ("Ann", "Bob", "Cy")]
 
@@ -128,5 +133,4 @@ async def check_rooms_server(make_server: Callable[[], socketio.AsyncServer]) ->
         if bob.received("secret") != [(SECRET,)]:
             raise ExerciseFailed("Bob did not receive what the server sent to his id")
         run.raise_handler_errors()
-        passed("rooms are kept apart from connection ids, and a room message reaches "
-               "the others in the room only")
+        passed(EXPECTED)
