@@ -1,5 +1,6 @@
-# Two commands on a fresh machine with Python 3.10+ (and Node.js for tests):
+# Two commands on a fresh machine with Python 3.10+ and Node.js:
 #   make lab    install the kit in .venv and open the lessons in JupyterLab
+#               (as root too; more options for it: make lab LAB_OPTIONS="--no-browser")
 #   make test   install the kit and its test tools in .venv and run every test,
 #               then the core tiers again at the lowest versions we allow
 # and, while working on it:
@@ -10,22 +11,43 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+# The exact versions of the packages chatlab and its extras name: .venv is
+# installed with them as constraints, as Binder is (binder/postBuild).
+PINS := requirements/pins.txt
+# Extra options for JupyterLab, e.g. LAB_OPTIONS="--no-browser --port=8890".
+LAB_OPTIONS ?=
+# JupyterLab refuses to run as root without being told it may.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-fast test-lowest install install-test install-lowest browser clean
+.PHONY: lab test test-fast test-lowest install install-test install-lowest browser web-client clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[lab]'
+install: $(BIN)/python web-client
+	$(BIN)/pip install --quiet -c $(PINS) -e '.[lab]'
 
 lab: install
-	$(BIN)/jupyter lab notebooks/00-start-here.ipynb
+	$(BIN)/jupyter lab $(ALLOW_ROOT) $(LAB_OPTIONS) notebooks/00-start-here.ipynb
 
-install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+install-test: $(BIN)/python web-client
+	$(BIN)/pip install --quiet -c $(PINS) -e '.[test]'
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
+# The Socket.IO browser client that the chat server serves to its page, so
+# that the page works without the internet: the npm package pinned in
+# chatlab/web/vendor (package.json and its lock file). Without npm the page
+# loads the same pinned file from a CDN instead. A stamp, because npm gives
+# the files it installs an old time.
+WEB_CLIENT := chatlab/web/vendor/node_modules/.installed
+
+web-client: $(WEB_CLIENT)
+
+$(WEB_CLIENT): chatlab/web/vendor/package.json chatlab/web/vendor/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix chatlab/web/vendor --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the chat page will load the Socket.IO client from the internet (install Node.js, then run make again)"; fi
 
 # Browser tests drive Debian's chromium. Installed here when we may (root
 # with apt-get); elsewhere the browser tests say how to get it.
@@ -64,4 +86,4 @@ test-lowest: install-lowest
 	$(LOWEST)/bin/python -m pytest tests -m "unit or integration"
 
 clean:
-	rm -rf $(VENV) $(LOWEST) tests/js/node_modules tests/artifacts
+	rm -rf $(VENV) $(LOWEST) tests/js/node_modules chatlab/web/vendor/node_modules tests/artifacts

@@ -24,9 +24,15 @@ from .origins import origin_policy
 from .store import MessageStore
 from .validation import Limits
 
-__all__ = ["ChatServer", "WEB_DIR"]
+__all__ = ["ChatServer", "WEB_DIR", "CLIENT_FILE", "CLIENT_PATH"]
 
 WEB_DIR = Path(__file__).parent / "web"
+# The Socket.IO browser client, pinned in web/vendor/package.json and
+# installed there by the set-up (``npm ci``; see the Makefile), served at
+# CLIENT_PATH so that the page works without the internet. Without it that
+# path answers 404, and the page loads the same file from the CDN instead.
+CLIENT_FILE = WEB_DIR / "vendor" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+CLIENT_PATH = "/static/vendor/socket.io.min.js"
 
 
 class ChatServer:
@@ -116,10 +122,16 @@ class ChatServer:
         async def index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "index.html")
 
+        async def client(request: web.Request) -> web.FileResponse:
+            if not CLIENT_FILE.is_file():  # looked up now: installed or not, no restart needed
+                raise web.HTTPNotFound(text="the Socket.IO client is not installed here")
+            return web.FileResponse(CLIENT_FILE)
+
         async def close_store(app: web.Application) -> None:
             await self.store.close()
 
         app.router.add_get("/", index)
+        app.router.add_get(CLIENT_PATH, client)  # before the static files, which it shadows
         app.router.add_static("/static/", WEB_DIR)
         app.on_cleanup.append(close_store)  # lets go of a database file on stop()
         if self.fast:

@@ -1,12 +1,13 @@
 """What the browser tests share: finding Chromium (or skipping without it),
-answering the page's CDN request with the pinned Socket.IO client, and
-driving the chat page.
+keeping the browser off the internet, answering CDN requests with the
+pinned Socket.IO client, and driving the chat page.
 
 The tests drive Debian's /usr/bin/chromium through Playwright's Python
 package (``executable_path``): no ``playwright install``, no downloaded
-browser. The page loads the Socket.IO client from the CDN; that request is
-answered with the file from the npm package pinned in tests/js, so the
-page's integrity hash must match that package.
+browser. The chat server serves the page the Socket.IO client installed at
+set-up (chatlab/web/vendor, pinned there); the page loads it from the CDN,
+with its integrity hash, only when that copy is missing. Requests to the
+CDN are answered here with the installed file, so that hash must match it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from urllib.parse import urlsplit
+
 from playwright.async_api import BrowserContext, Locator, Page, Route, expect
+
+from chatlab.chat_server import CLIENT_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"
-CLIENT_PACKAGE = JS_DIR / "node_modules" / "socket.io-client"
-CLIENT_FILE = CLIENT_PACKAGE / "dist" / "socket.io.min.js"
+# The client the chat server serves: chatlab/web/vendor's npm package.
+CLIENT_PACKAGE = CLIENT_FILE.parent.parent
+NOT_INSTALLED = ("the Socket.IO browser client is not installed: run `make install` "
+                 "(npm ci --prefix chatlab/web/vendor)")
+LOCAL_HOST = "127.0.0.1"  # where every server of the tests listens
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CDN_PREFIX = "https://cdn.jsdelivr.net/"
 CHROMIUM_ARGS = [
@@ -62,22 +70,40 @@ def require_chromium() -> str:
 
 
 def client_js() -> bytes:
-    """The Socket.IO browser client from the pinned npm package."""
+    """The Socket.IO browser client that the chat server serves, from the
+    pinned npm package installed at set-up."""
     if not CLIENT_FILE.exists():
-        missing("the Socket.IO client package is not installed: run `npm ci --prefix tests/js`")
+        missing(NOT_INSTALLED)
     return CLIENT_FILE.read_bytes()
 
 
 def client_version() -> str:
     if not CLIENT_PACKAGE.exists():
-        missing("the Socket.IO client package is not installed: run `npm ci --prefix tests/js`")
+        missing(NOT_INSTALLED)
     return json.loads((CLIENT_PACKAGE / "package.json").read_text())["version"]
 
 
+async def offline(context: BrowserContext) -> list[str]:
+    """Refuse every request of the context to a host other than 127.0.0.1,
+    as if there were no internet; returns the list, growing, of
+    the URLs refused. Routes added later (route_cdn) are asked first."""
+    refused: list[str] = []
+
+    async def answer(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == LOCAL_HOST:
+            await route.fallback()
+        else:
+            refused.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", answer)
+    return refused
+
+
 async def route_cdn(context: BrowserContext, *, cdn: str = "serve") -> None:
-    """Answer the context's requests to the CDN: the pinned client from the
-    npm package (``cdn="serve"``), anything else refused; or refuse them all
-    as if offline (``cdn="abort"``)."""
+    """Answer the context's requests to the CDN: the pinned client, the
+    installed file (``cdn="serve"``), anything else refused; or refuse them
+    all as if offline (``cdn="abort"``)."""
     body, version = client_js(), client_version()
     pinned = f"{CDN_PREFIX}npm/socket.io-client@{version}/dist/socket.io.min.js"
 

@@ -101,12 +101,18 @@ async def test_serves_the_page_its_script_and_socketio(serve_cli) -> None:
     status, headers, page = await get(served.url)
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
-    assert 'src="static/chat.js"' in page
+    assert 'src="static/vendor/socket.io.min.js"' in page  # the pinned client, served here
+    assert 'src="static/load.js"' in page  # which loads the page's own script
 
     status, headers, script = await get(served.url + "static/chat.js")
     assert status == 200
     assert "javascript" in headers["Content-Type"]
     assert '"adduser"' in script
+
+    status, headers, client = await get(served.url + "static/vendor/socket.io.min.js")
+    assert status == 200, "make install puts the Socket.IO client beside the page"
+    assert "javascript" in headers["Content-Type"]
+    assert "Socket.IO v4.8.4" in client
 
     status, _, body = await get(served.url + HANDSHAKE)
     assert status == 200

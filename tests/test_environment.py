@@ -1,12 +1,18 @@
 """The environments that install the kit stay in step and really install.
 
-Binder builds from binder/ with conda, which cannot be reached from here;
-the closest stand-in is to install every pinned package with pip into a
-fresh virtual environment, run binder/postBuild, and run the lessons there.
+One list of pins, requirements/pins.txt: the exact versions, as tested, of
+every package chatlab and its extras name. The test venv is installed with
+it as constraints (the Makefile), and so is Binder (binder/postBuild), whose
+conda environment gives only what PyPI does not: Python, Node.js and pip.
+
+Binder builds with conda, which cannot be reached from here; the closest
+stand-in is a fresh virtual environment at the pinned Python, where
+binder/postBuild installs everything else, and the lessons run there.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -18,27 +24,49 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 pytestmark = pytest.mark.e2e
 
 
 ROOT = Path(__file__).parent.parent
+PINS = ROOT / "requirements" / "pins.txt"
+# What conda installs: only what is not on PyPI.
+CONDA_ONLY = {"python", "nodejs", "pip"}
+CLIENT = Path("chatlab/web/vendor/node_modules/socket.io-client/dist/socket.io.min.js")
 
-# conda-forge names that differ from PyPI's (none yet), and conda-only ones
-PYPI_NAMES: dict[str, str] = {}
-NOT_ON_PYPI = {"python", "pip"}
 
-
-def pins() -> dict[str, str]:
-    """name → pinned version, from environment.yml's dependencies."""
+def conda_dependencies() -> dict[str, str]:
+    """name → version, from environment.yml's dependencies; a ``pip:``
+    section shows as "pip:"."""
     found = {}
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("dependencies:", 1)[1].splitlines():
-        match = re.fullmatch(r"\s*-\s*([A-Za-z0-9_.-]+)(?:=([0-9.]+))?\s*", line)
+        match = re.fullmatch(r"\s*-\s*([A-Za-z0-9_.-]+:?)(?:=([0-9.]+))?\s*", line)
         if match:
             found[match[1]] = match[2] or ""
     return found
+
+
+def pins() -> list[Requirement]:
+    """requirements/pins.txt, one requirement a line."""
+    lines = (line.split("#", 1)[0].strip() for line in PINS.read_text().splitlines())
+    return [Requirement(line) for line in lines if line]
+
+
+def pinned_version(requirement: Requirement) -> str:
+    [specifier] = requirement.specifier
+    assert specifier.operator == "==" and "*" not in specifier.version, requirement
+    return specifier.version
+
+
+def project_requirements() -> list[Requirement]:
+    """pyproject.toml's dependencies and those of every extra, but chatlab itself."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    texts = list(project["dependencies"])
+    texts += [text for extra in project["optional-dependencies"].values() for text in extra]
+    return [Requirement(text) for text in texts if Requirement(text).name != "chatlab"]
 
 
 def test_binder_environment_is_the_top_level_one():
@@ -46,41 +74,78 @@ def test_binder_environment_is_the_top_level_one():
         (ROOT / "environment.yml").read_text()
 
 
-def test_every_package_is_pinned_and_the_pins_fit_pyproject():
-    pinned = pins()
-    assert {"python", "jupyterlab", "ipywidgets", "python-socketio", "aiohttp", "nbval",
-            "jupyter-server-proxy"} <= set(pinned)
+def test_conda_gives_only_what_pypi_does_not():
+    dependencies = conda_dependencies()
+    # No Python package from conda-forge, whose versions may lag PyPI's,
+    # and no pip: section (its paths would differ between the two files).
+    assert set(dependencies) == CONDA_ONLY, dependencies
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = [Requirement(text) for text in project["dependencies"]]
-    requirements += [Requirement(text) for extra in project["optional-dependencies"].values()
-                     for text in extra if not text.startswith("chatlab")]
-    for name, version in pinned.items():
-        if name == "pip":
+    python = dependencies["python"]
+    assert re.fullmatch(r"3\.\d+", python)
+    assert Version(python) >= Version(project["requires-python"].lstrip(">="))
+    assert re.fullmatch(r"\d+", dependencies["nodejs"])
+
+
+def test_the_pins_are_exact_and_name_every_package_pyproject_names():
+    pinned = {canonicalize_name(requirement.name): requirement for requirement in pins()}
+    named = {canonicalize_name(requirement.name): requirement
+             for requirement in project_requirements()}
+    assert set(pinned) == set(named), (set(pinned) ^ set(named))
+    for name, requirement in pinned.items():
+        version = Version(pinned_version(requirement))
+        assert named[name].specifier.contains(version), (requirement, named[name])
+        assert requirement.marker == named[name].marker, (requirement, named[name])
+
+
+def test_the_test_environment_is_the_pinned_set():
+    wrong = {}
+    for requirement in pins():
+        if requirement.marker is not None and not requirement.marker.evaluate():
             continue
-        assert re.fullmatch(r"\d+\.\d+", version), f"{name} needs a minor-version pin"
-        for requirement in requirements:
-            if requirement.name == name:
-                assert requirement.specifier.contains(Version(version + ".0"), prereleases=False) \
-                    or requirement.specifier.contains(Version(version)), (name, version, requirement)
-    assert Version(pinned["python"]) >= Version(project["requires-python"].lstrip(">="))
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != pinned_version(requirement):
+            wrong[requirement.name] = (installed, pinned_version(requirement))
+    assert not wrong, f"installed, pinned: {wrong}; run `make install-test`"
 
 
-def test_the_pins_install_with_pip_post_build_succeeds_and_the_lessons_run(tmp_path):
-    pinned = pins()
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != pinned["python"]:
-        pytest.skip(f"environment.yml pins python {pinned['python']}; this is {sys.version}")
+def test_every_install_of_the_kit_uses_the_pins():
+    # What the Makefile would run for .venv, as if nothing were installed.
+    commands = run(["make", "--no-print-directory", "-n", "-B", "install", "install-test"],
+                   cwd=ROOT).splitlines()
+    installs = [line for line in commands if "pip install" in line and "--upgrade pip" not in line]
+    assert len(installs) == 2
+    for line in installs:
+        assert "-c requirements/pins.txt -e" in line, line
+    assert any("npm ci --prefix chatlab/web/vendor" in line for line in commands)
+    post_build = (ROOT / "binder" / "postBuild").read_text()
+    assert "set -euo pipefail" in post_build
+    assert "pip install --no-cache-dir -c requirements/pins.txt -e '.[lab]'" in post_build
+    assert "npm ci --prefix chatlab/web/vendor" in post_build
+
+
+def repository_files() -> list[str]:
+    """The repository's own files: tracked, or new and not ignored."""
+    return subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_post_build_installs_the_pins_and_the_client_and_the_lessons_run(tmp_path):
+    python_version = conda_dependencies()["python"]
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != python_version:
+        pytest.skip(f"environment.yml pins python {python_version}; this is {sys.version}")
+    if shutil.which("npm") is None:
+        pytest.skip("environment.yml gives Node.js; here there is no npm")
     env_dir = tmp_path / "env"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    packages = [f"{PYPI_NAMES.get(name, name)}=={version}.*"
-                for name, version in pinned.items() if name not in NOT_ON_PYPI]
-    run([python, "-m", "pip", "install", "--quiet", *packages])
 
     # binder/postBuild runs in a copy of the repository, with the new
     # environment first on PATH, as Binder runs it.
     repo = tmp_path / "repo"
-    for name in subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.splitlines():
+    for name in repository_files():
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
@@ -91,6 +156,19 @@ def test_the_pins_install_with_pip_post_build_succeeds_and_the_lessons_run(tmp_p
     located = run([python, "-c", "import chatlab; print(chatlab.__file__)"], cwd=tmp_path,
                   env=environ)
     assert located.startswith(str(repo)), located
+    # Every pinned package that Binder has is at the pinned version: the
+    # versions the tests ran with.
+    listed = run([python, "-m", "pip", "list", "--format=freeze"], cwd=tmp_path, env=environ)
+    versions = {canonicalize_name(name): version for name, version in
+                (line.split("==", 1) for line in listed.splitlines() if "==" in line)}
+    for requirement in pins():
+        name = canonicalize_name(requirement.name)
+        if name in versions:
+            assert versions[name] == pinned_version(requirement), requirement
+    assert {"jupyterlab", "python-socketio", "aiohttp", "nbval"} <= set(versions)
+    # The chat page's client, served by the chat server: the pinned file.
+    assert (repo / CLIENT).read_bytes() == (ROOT / CLIENT).read_bytes()
+
     notebooks = sorted(str(path) for path in (repo / "notebooks").glob("*.ipynb"))
     assert notebooks
     run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", *notebooks,
@@ -118,6 +196,9 @@ def test_the_wheel_carries_every_module_the_page_and_the_checks(tmp_path):
          "-w", tmp_path, ROOT])
     [wheel] = tmp_path.glob("chatlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {str(path.relative_to(ROOT)) for path in (ROOT / "chatlab").rglob("*")
-                if path.is_file() and "__pycache__" not in path.parts}
+    # The package's own files; not chatlab/web/vendor, the npm pins of the
+    # set-up (a wheel's chat page loads the client from the CDN).
+    expected = {name for name in repository_files() if name.startswith("chatlab/")
+                and not name.startswith("chatlab/web/vendor/")}
     assert expected <= names, expected - names
+    assert not [name for name in names if "node_modules" in name or "/vendor/" in name]

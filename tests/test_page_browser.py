@@ -1,9 +1,10 @@
 """The chat page in a real browser (headless Chromium driven by Playwright),
-against the real chat server on 127.0.0.1.
+against the real chat server on 127.0.0.1, with no internet: every request
+to another host is refused.
 
-The page loads the Socket.IO client from the CDN. Here that request is
-answered with the file from the npm package pinned in tests/js, so the
-page's integrity hash must match that package for any of this to work.
+The chat server serves the page the Socket.IO client installed at set-up;
+only when that copy is missing does the page load it from the CDN, checked
+by its integrity hash. Those tests answer the CDN with the installed file.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
+import aiohttp
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser, BrowserContext, Locator, Page, Route, async_playwright, expect)
 
 import chatlab
+import chatlab.chat_server
 from chatlab import ChatClient, ChatServer, RunningServer
-from chatlab.chat_server import WEB_DIR
+from chatlab.chat_server import CLIENT_PATH, WEB_DIR
 
 import browser as shared
 from browser import (
@@ -34,6 +38,7 @@ from browser import (
     message,
     delivered_offsets,
     message_texts,
+    offline,
     pending,
     route_cdn,
     screenshot,
@@ -81,53 +86,185 @@ OpenPage = Callable[..., Awaitable[Page]]
 @pytest.fixture
 async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     """``await open_page(url)``: a page in a fresh browser context (its own
-    cookies and storage: a separate user), with the CDN answered from the
-    npm package, or refused with ``cdn="abort"``. Uncaught JavaScript
-    errors fail the test."""
+    cookies and storage: a separate user) with no internet. A request that
+    leaves 127.0.0.1 fails the test, unless the test expects the CDN:
+    ``cdn="serve"`` answers it with the installed client, ``cdn="abort"``
+    refuses it. Uncaught JavaScript errors fail the test."""
     contexts: list[BrowserContext] = []
     page_errors: list[str] = []
 
-    async def make(url: str, *, cdn: str = "serve", width: int = 900, height: int = 640) -> Page:
+    async def make(url: str, *, cdn: str | None = None, width: int = 900,
+                   height: int = 640) -> Page:
         context = await browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
-        await route_cdn(context, cdn=cdn)
+        refused = await offline(context)
+        if cdn is None:
+            page_refused.append(refused)
+        else:
+            await route_cdn(context, cdn=cdn)
         page = await context.new_page()
         page.on("pageerror", lambda error: page_errors.append(str(error)))
         await page.goto(url)
         return page
 
+    page_refused: list[list[str]] = []
     yield make
     for context in contexts:
         await context.close()
+    left = [url for refused in page_refused for url in refused]
+    assert left == [], f"the page tried to reach the internet: {left}"
     assert page_errors == [], f"uncaught JavaScript errors: {page_errors}"
+
+
+@pytest.fixture
+def client_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The chat server of this test has no installed Socket.IO client."""
+    monkeypatch.setattr(chatlab.chat_server, "CLIENT_FILE", tmp_path / "not-installed.js")
+
+
+def resources(page: Page) -> Awaitable[list[str]]:
+    """The URL of every file the page has loaded, in order."""
+    return page.evaluate("performance.getEntriesByType('resource').map((entry) => entry.name)")
 
 
 async def style(locator: Locator, prop: str) -> str:
     return await locator.evaluate(f"(node) => getComputedStyle(node).{prop}")
 
 
-# -- the pin -------------------------------------------------------------------
+# -- the Socket.IO client: pinned, from this server, the CDN as a fallback -------
+
+CDN_FILE = "dist/socket.io.min.js"
 
 
-def test_the_page_pins_the_npm_package_with_its_integrity_hash(
+def page_scripts() -> dict[str, dict[str, str]]:
+    """index.html's script tags, by src: each one's attributes."""
+    page = (WEB_DIR / "index.html").read_text()
+    found = {}
+    for tag in re.findall(r"<script\b[^>]*>", page, re.S):
+        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+        found[attributes["src"]] = attributes
+    return found
+
+
+def test_the_page_loads_the_installed_client_and_pins_the_cdn_copy_with_its_hash(
     client_js: bytes, client_version: str
 ) -> None:
-    page = (WEB_DIR / "index.html").read_text()
-    tag = re.search(r"<script[^>]*socket\.io\.min\.js[^>]*>", page, re.S)
-    assert tag is not None, "index.html does not load socket.io.min.js"
-    src = re.search(r'src="([^"]+)"', tag.group(0))
-    integrity = re.search(r'integrity="([^"]+)"', tag.group(0))
-    assert src and integrity
-    assert src.group(1) == (
-        f"{CDN_PREFIX}npm/socket.io-client@{client_version}/dist/socket.io.min.js")
+    scripts = page_scripts()
+    # First the copy this server serves (a path relative to the page, so
+    # that it works under a proxy's prefix), then the loader that falls back
+    # to the CDN and runs chat.js.
+    assert list(scripts) == [CLIENT_PATH.lstrip("/"), "static/load.js"]
+    assert all("defer" in re.search(rf'<script\b[^>]*src="{re.escape(src)}"[^>]*>',
+                                      (WEB_DIR / "index.html").read_text()).group(0)
+               for src in scripts)
+    loader = scripts["static/load.js"]
+    assert loader["data-cdn-src"] == (
+        f"{CDN_PREFIX}npm/socket.io-client@{client_version}/{CDN_FILE}")
     digest = base64.b64encode(hashlib.sha384(client_js).digest()).decode()
-    assert integrity.group(1) == f"sha384-{digest}"
-    assert 'crossorigin="anonymous"' in tag.group(0)
+    assert loader["data-cdn-integrity"] == f"sha384-{digest}"
+    assert loader["data-chat"] == "static/chat.js"
 
-    # package.json pins exact versions (no ranges), that one for the client.
-    pins = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
-    assert pins["socket.io-client"] == client_version
-    assert all(re.fullmatch(r"\d+\.\d+\.\d+", version) for version in pins.values()), pins
+    # One pinned version: chatlab/web/vendor's package.json and its lock
+    # file, and tests/js's (the Node.js client of the protocol tests).
+    vendor = WEB_DIR / "vendor"
+    pins = json.loads((vendor / "package.json").read_text())["dependencies"]
+    assert pins == {"socket.io-client": client_version}
+    lock = json.loads((vendor / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/socket.io-client"]["version"] == client_version
+    test_pins = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
+    assert test_pins["socket.io-client"] == client_version
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+", version) for version in test_pins.values())
+
+
+def test_the_page_has_a_strict_script_policy_and_no_inline_script() -> None:
+    page = (WEB_DIR / "index.html").read_text()
+    policy = re.search(r'http-equiv="Content-Security-Policy"\s+content="([^"]+)"', page)
+    assert policy is not None
+    directives = dict(part.strip().split(" ", 1) for part in policy[1].split(";"))
+    assert directives["script-src"] == "'self' https://cdn.jsdelivr.net"
+    assert directives["object-src"] == "'none'" and directives["base-uri"] == "'none'"
+    assert re.findall(r"<script\b[^>]*>", page) == re.findall(r"<script\b[^>]*\bsrc=[^>]*>", page)
+    assert not re.search(r"\son\w+=", page)  # no inline event handlers
+
+
+async def test_the_page_chats_with_no_internet_at_all(
+    chat_server: RunningServer, open_page: OpenPage
+) -> None:
+    # open_page refuses every request that leaves 127.0.0.1 and fails the
+    # test if the page made one.
+    ann = await open_page(chat_server.url + "/")
+    bob = await open_page(chat_server.url + "/")
+    await join(ann, "ann")
+    await join(bob, "bob")
+    await send(ann, "no internet here")
+    await send(bob, "none needed", press_enter=False)
+    for page in (ann, bob):
+        await expect(message_texts(page)).to_have_text(["no internet here", "none needed"])
+    loaded = await resources(ann)
+    assert chat_server.url + CLIENT_PATH in loaded
+    assert not [url for url in loaded if not url.startswith(chat_server.url)], loaded
+    assert await ann.locator(f'script[src^="{CDN_PREFIX}"]').count() == 0
+    await screenshot(ann, "chat-offline")
+
+
+async def test_the_server_serves_the_installed_client_and_404_without_it(
+    chat_server: RunningServer, client_js: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = chatlab.chat_server.CLIENT_FILE
+    # Looked up on each request: installed or not, no restart needed.
+    monkeypatch.setattr(chatlab.chat_server, "CLIENT_FILE", installed.with_name("gone.js"))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(chat_server.url + CLIENT_PATH) as response:
+            assert response.status == 404
+        monkeypatch.setattr(chatlab.chat_server, "CLIENT_FILE", installed)
+        async with session.get(chat_server.url + CLIENT_PATH) as response:
+            assert response.status == 200
+            assert "javascript" in response.content_type
+            assert await response.read() == client_js
+
+
+async def test_without_the_installed_client_the_page_loads_the_pinned_one_from_the_cdn(
+    client_missing: None, chat_server: RunningServer, open_page: OpenPage, client_version: str
+) -> None:
+    cdn_url = f"{CDN_PREFIX}npm/socket.io-client@{client_version}/{CDN_FILE}"
+    page = await open_page(chat_server.url + "/", cdn="serve")
+    await join(page, "ann")
+    await send(page, "through the fallback")
+    await expect(message(page, "through the fallback")).to_have_class(re.compile(r"\bmine\b"))
+
+    loaded = await resources(page)
+    assert loaded.count(cdn_url) == 1, loaded
+    assert chat_server.url + CLIENT_PATH in loaded  # tried first, answered 404
+    assert loaded.index(cdn_url) < loaded.index(chat_server.url + "/static/chat.js")
+    # The script the loader added carries the pin: the browser checked the
+    # file against it (route_cdn answers with the installed file).
+    script = page.locator(f'script[src="{cdn_url}"]')
+    await expect(script).to_have_count(1)
+    digest = base64.b64encode(hashlib.sha384(shared.client_js()).digest()).decode()
+    assert await script.evaluate("(node) => node.integrity") == f"sha384-{digest}"
+    assert await script.evaluate("(node) => node.crossOrigin") == "anonymous"
+
+
+async def test_a_cdn_file_that_is_not_the_pinned_one_is_refused(
+    client_missing: None, chat_server: RunningServer, browser: Browser, client_version: str
+) -> None:
+    context = await browser.new_context()
+    try:
+        await offline(context)
+        altered = shared.client_js() + b"\nwindow.__altered = 1;\n"
+
+        async def answer(route: Route) -> None:
+            await route.fulfill(status=200, body=altered, content_type="application/javascript",
+                                headers={"Access-Control-Allow-Origin": "*"})
+
+        await context.route(f"{CDN_PREFIX}**", answer)
+        page = await context.new_page()
+        await page.goto(chat_server.url + "/")
+        await expect(page.locator("#state")).to_have_attribute("data-state", "failed")
+        assert await page.evaluate("typeof window.__altered") == "undefined"
+        assert await page.evaluate("typeof window.io") == "undefined"
+    finally:
+        await context.close()
 
 
 # -- chatting in the browser ------------------------------------------------------
@@ -529,12 +666,14 @@ async def test_the_page_keeps_its_token_and_its_place_across_reconnections(
 
 
 async def test_a_client_that_cannot_load_is_shown_clearly(
-    chat_server: RunningServer, open_page: OpenPage
+    client_missing: None, chat_server: RunningServer, open_page: OpenPage
 ) -> None:
+    # Neither the installed copy (missing) nor the CDN (unreachable).
     page = await open_page(chat_server.url + "/", cdn="abort")
     notice = page.locator("#notice")
     await expect(notice).to_be_visible()
-    await expect(notice).to_contain_text("Could not load the Socket.IO client from the CDN")
+    await expect(notice).to_contain_text("this server has no copy of it")
+    await expect(notice).to_contain_text("the CDN (cdn.jsdelivr.net) could not be reached")
     await expect(notice).to_contain_text("check your internet connection")
     await expect(page.locator("#state")).to_have_attribute("data-state", "failed")
     await expect(page.locator("#name")).to_be_disabled()
@@ -685,6 +824,7 @@ async def test_a_page_that_knows_nothing_of_delivery_still_chats(
 ) -> None:
     ann = ChatClient(chat_server.url)
     context = await browser.new_context()
+    await offline(context)
     # The page comes from a server of its own (another origin on this
     # machine), as the tutorial's page would.
     html = TUTORIAL_STYLE_PAGE.replace("VERSION", client_version).replace(

@@ -1,6 +1,7 @@
 """The chat page against a chat with a token: it asks for the token in a
 form, connects with it, and says so when the token is wrong. Headless
-Chromium against the real server on 127.0.0.1 (see tests/browser.py)."""
+Chromium against the real server on 127.0.0.1, with no internet (see
+tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 import chatlab
 from chatlab import ChatClient, ChatServer, RunningServer
 
-from browser import CHROMIUM_ARGS, join, message, require_chromium, route_cdn, screenshot, send
+from browser import CHROMIUM_ARGS, join, message, offline, require_chromium, screenshot, send
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +37,11 @@ async def context(locked_chat: RunningServer) -> AsyncIterator[BrowserContext]:
         browser = await playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         context = await browser.new_context()
-        await route_cdn(context)
+        refused = await offline(context)  # the page needs no internet
         yield context
         await context.close()
         await browser.close()
+        assert refused == [], f"the page tried to reach the internet: {refused}"
 
 
 async def open_page(context: BrowserContext, url: str) -> Page:

@@ -71,7 +71,8 @@
   if (typeof window.io !== "function") {
     setState("failed", "no Socket.IO client");
     showNotice(
-      "Could not load the Socket.IO client from the CDN (cdn.jsdelivr.net); " +
+      "Could not load the Socket.IO client: this server has no copy of it " +
+      "(run make install) and the CDN (cdn.jsdelivr.net) could not be reached; " +
       "check your internet connection and reload the page."
     );
     return;
