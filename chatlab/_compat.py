@@ -26,6 +26,7 @@ __all__ = [
     "abort_connections",
     "allow_long_polling_payloads",
     "handle_unreadable_packets",
+    "on_final_disconnect",
     "restart_service_task",
     "set_websocket_class",
     "websocket_class_telling",
@@ -92,6 +93,21 @@ def watch_client_events(client: socketio.AsyncClient) -> None:
         return await original(event, namespace, *args)
 
     client._trigger_event = trigger_event  # type: ignore[method-assign]
+
+
+def on_final_disconnect(client: socketio.AsyncClient, handler: Callable[[], Any]) -> None:
+    """Call ``handler()`` when no reconnection follows a disconnect: the
+    client or the server ended the connection, or python-socketio gave up
+    trying. python-socketio has no public event for it; it triggers its own
+    ``__disconnect_final`` then, through the client's handlers. Missing: a
+    :class:`~chatlab.ChatClient` reads as reconnecting until it connects again
+    or is shut down.
+    """
+    if not hasattr(client, "_handle_reconnect"):  # the releases that send it
+        _missing("AsyncClient's __disconnect_final event",
+                 "a chat window may say reconnecting after its chat has ended")
+        return
+    client.on("__disconnect_final", handler=handler)
 
 
 # -- stopping a server (chatlab.host) -----------------------------------------

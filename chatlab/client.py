@@ -29,6 +29,9 @@ from .waiting import Changes, WaitTimeout
 
 __all__ = ["ChatClient", "ChatRefused", "Message", "disconnect_all"]
 
+# The reasons for a disconnect after which python-socketio does not reconnect.
+_FINAL_REASONS = ("client disconnect", "server disconnect")
+
 # Every client created on each loop, so a notebook can close them all at once.
 _clients: "weakref.WeakSet[ChatClient]" = weakref.WeakSet()
 
@@ -84,6 +87,11 @@ class ChatClient:
     then every message still waiting for its acknowledgement.
     ``last_offset`` is the offset of the newest public message it has,
     ``chat`` the id of the history that offset belongs to.
+
+    ``state`` is ``connecting``, ``connected`` or ``disconnected``; while
+    disconnected, ``reconnecting`` says python-socketio is trying to get the
+    connection back, and ``offline`` that :meth:`go_offline` dropped it.
+    A client that is not connected has no ``users``.
     """
 
     def __init__(
@@ -102,6 +110,8 @@ class ChatClient:
         self.id: str | None = None
         self.name: str | None = None
         self.state = "disconnected"
+        self.reconnecting = False  # python-socketio is trying to get the connection back
+        self.offline = False  # between go_offline() and go_online()
         self.users: list[str] = []
         self.messages: list[Message] = []
         self.rooms: list[str] = []
@@ -131,14 +141,15 @@ class ChatClient:
             ("error", self._on_error),
         ):
             self.sio.on(event, handler=handler)
+        _compat.on_final_disconnect(self.sio, self._on_disconnect_final)
         _clients.add(self)
 
     # -- observing -----------------------------------------------------------
 
     def subscribe(self, callback: Callable[["ChatClient", str], Any]) -> None:
         """Call ``callback(client, what)`` after each change, where ``what``
-        is one of ``state``, ``me``, ``users``, ``messages``, ``rooms``,
-        ``errors``."""
+        is one of ``state`` (also for ``reconnecting`` and ``offline``),
+        ``me``, ``users``, ``messages``, ``rooms``, ``errors``, ``pending``."""
         self._changes.subscribe(callback)
 
     def unsubscribe(self, callback: Callable[["ChatClient", str], Any]) -> None:
@@ -178,6 +189,7 @@ class ChatClient:
     def _on_connect(self) -> None:
         self.log.record("in", "connect")
         self.state = "connected"
+        self.reconnecting = False
         self._changed("state")
         if self._wanted_name is not None and self.name is None:
             # A reconnection: the server sees a new connection, so join again.
@@ -193,6 +205,11 @@ class ChatClient:
     def _on_disconnect(self, reason: str | None = None) -> None:
         self.log.record("in", "disconnect", reason)
         self.state = "disconnected"
+        # A dropped connection comes back by itself (python-socketio tries
+        # again) unless this client or the server ended it; python-socketio
+        # says so at once (see _compat.on_final_disconnect), and again when
+        # it gives up.
+        self.reconnecting = bool(self.sio.reconnection) and reason not in _FINAL_REASONS
         self.id = None
         self.name = None
         self.users = []
@@ -200,9 +217,19 @@ class ChatClient:
         self.history_until = None
         self._changed("state")
 
+    def _on_disconnect_final(self) -> None:
+        # No reconnection follows: this client or the server ended the
+        # connection, or python-socketio has given up trying.
+        if self.reconnecting:
+            self.reconnecting = False
+            self._changed("state")
+
     def _on_users(self, names: Any = None) -> None:
         self.log.record("in", "users", names)
-        if isinstance(names, list):
+        # The server also sends the list to a connection that is leaving
+        # (it goes to everyone), and python-socketio may hand it over after
+        # the disconnect: a client that is not connected has no active users.
+        if isinstance(names, list) and self.connected:
             self.users = [str(name) for name in names]
             self._changed("users")
 
@@ -415,6 +442,7 @@ class ChatClient:
         """Leave the chat and close the connection (safe to call again).
         Messages still waiting for an acknowledgement are given up."""
         self._wanted_name = None
+        self.offline = False
         await self._hang_up()
         for outgoing in list(self._outbox.values()):
             failed = ConnectionError("the client disconnected before the server acknowledged")
@@ -426,7 +454,9 @@ class ChatClient:
         back and catches up."""
         if self._wanted_name is None:
             raise ConnectionError("go_offline() is for a client that has joined with add_user()")
+        self.offline = True
         await self._hang_up()
+        self._changed("state")
 
     async def go_online(self, *, timeout: float = 5.0) -> None:
         """Reconnect after :meth:`go_offline`: join again under the same
@@ -435,6 +465,7 @@ class ChatClient:
         if self._wanted_name is None:
             raise ConnectionError("go_online() follows go_offline()")
         await self.connect(timeout=timeout, auth=self._auth)
+        self.offline = False
         await self.wait_until(
             lambda: self.name is not None and self.caught_up and not self._outbox,
             timeout=timeout, what="the client rejoined, caught up and sent what was waiting")

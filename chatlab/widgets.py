@@ -7,7 +7,9 @@ That makes every widget a live view of what the client knows, whichever
 task (a cell, a socket handler) changed it.
 
 Everything a user typed is escaped before it reaches an HTML widget: the
-frontend sets its value as ``innerHTML``.
+frontend sets its value as ``innerHTML``. The text box and Send button are
+one anywidget (:class:`~chatlab.chat_window.ChatEntry`) that sends the text
+together with the click or Enter, so a slow link cannot cut a message short.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import json
 from typing import Any
 
 import ipywidgets as W
+import traitlets
 
+from .chat_window import ChatEntry
 from .client import ChatClient, ChatRefused, Message
 from .events import EventLog, LogEntry
 from .waiting import WaitTimeout
@@ -29,10 +33,17 @@ __all__ = ["ChatWidget", "EventLogWidget", "SideBySide", "side_by_side"]
 # The status while the client holds messages the server has not acknowledged.
 WAITING = "not acknowledged yet: the message is sent again until the server has it"
 
+# What a window whose client is not connected (and not on its way back) says.
+ENDED = "This chat has ended: re-run the cells that start it."
+RECONNECTING = ("reconnecting… the connection dropped; the client is trying again "
+                "and sends what you type once it is back")
+OFFLINE = "offline: what you send now goes out when the client is back online"
+CONNECTING = "connecting…"
+
 # One stylesheet for both widgets, scoped by their classes. JupyterLab's
 # theme variables keep it readable in the dark theme too.
 _STYLE = """<style>
-.chatlab-chat, .chatlab-log { font-family: var(--jp-ui-font-family, sans-serif);
+.chatlab-chat, .chatlab-log { container-type: inline-size; font-family: var(--jp-ui-font-family, sans-serif);
   font-size: 13px; border: 1px solid var(--jp-border-color2, #ddd);
   border-radius: 8px; padding: 8px; background: var(--jp-layout-color1, #fff); }
 .chatlab-chat .widget-html-content, .chatlab-log .widget-html-content {
@@ -63,6 +74,16 @@ _STYLE = """<style>
 .chatlab-users li::before { content: "\\25CF "; color: #2e7d32; font-size: 10px; }
 .chatlab-you { color: var(--jp-ui-font-color2, #666); font-size: 11px; }
 .chatlab-status { color: #c62828; font-size: 12px; min-height: 1.35em; }
+.chatlab-notice { color: var(--jp-ui-font-color1, #333); font-size: 12px; }
+.chatlab-notice:not(:empty) { margin-top: 4px; padding: 3px 6px; border-radius: 4px;
+  background: var(--jp-warn-color3, #fff3e0); }
+/* A narrow window (four in a row, say) puts its users under its messages. */
+@container (max-width: 379px) {
+  .chatlab-chat .chatlab-body { flex-direction: column !important; }
+  .chatlab-chat .chatlab-body > .chatlab-users { width: auto !important;
+    min-width: 0 !important; height: auto !important; max-height: 64px; }
+  .chatlab-users ul { display: flex; flex-wrap: wrap; column-gap: 10px; }
+}
 .chatlab-log-title { font-weight: 600; padding-bottom: 4px; }
 .chatlab-row { font-family: var(--jp-code-font-family, monospace); font-size: 12px;
   white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -97,45 +118,58 @@ def _refusal(error: dict[str, Any]) -> str:
     return f"the server refused {event!r}: {reason}" if event else str(reason)
 
 
+# The room each window and event log asks for: four fit in one row of a
+# notebook's output at 1,400 px with JupyterLab's file browser open (about
+# 950 px), and each shrinks no further than stays readable.
+WINDOW_LAYOUT = dict(flex="1 1 220px", min_width="200px", max_width="560px", margin="4px")
+
+
 class ChatWidget(W.VBox):
     """A chat window for one :class:`~chatlab.ChatClient`.
 
     :param client: the client to show and to send with.
     :param max_messages: how many of the newest messages to show.
+    :param ended: what the window says once its client is not connected and
+        not coming back (disconnected, shut down, or its server stopped).
 
     It shows the user's name and connection state, the messages (your own on
     the right), a text box with a Send button (Enter sends too), the active
     users and the latest problem: an ``error`` from the server or a failed
-    send. To drive it from Python, set ``text.value`` and call
+    send. While the client is not connected, ``notice`` says so (and what to
+    do); once it is not coming back, the text box and Send button are
+    disabled. To drive it from Python, set ``text.value`` and call
     ``send_button.click()``, or ``await submit("hi")``.
     """
+
+    #: What the window says about its connection: "" while connected.
+    notice = traitlets.Unicode("")
 
     # Seconds a send waits for the server before the widget says it is
     # waiting (the client keeps the message and sends it again meanwhile).
     send_timeout = 5.0
 
-    def __init__(self, client: ChatClient, *, max_messages: int = 200, **box_options: Any) -> None:
-        self.text = W.Text(placeholder="Type a message and press Enter",
-                           layout=W.Layout(flex="1 1 auto", width="auto", min_width="60px"))
-        self.send_button = W.Button(description="Send", button_style="primary",
-                                    tooltip="send the message to everyone",
-                                    layout=W.Layout(width="72px", flex="0 0 auto"))
+    def __init__(self, client: ChatClient, *, max_messages: int = 200, ended: str = ENDED,
+                 **box_options: Any) -> None:
+        # The text box and the Send button, as one widget (see chat_window).
+        self.text = ChatEntry(layout=W.Layout(width="auto"))
         self._header = W.HTML()
         self._messages = W.HTML(layout=_scroller("260px"))
         self._users = W.HTML(layout=W.Layout(width="130px", min_width="90px",
                                              overflow="auto", height="260px"))
         self._status = W.HTML()
+        self._notice = W.HTML()
         self._users.add_class("chatlab-users")
-        main = W.VBox([self._messages, W.HBox([self.text, self.send_button])],
+        main = W.VBox([self._messages, self.text],
                       layout=W.Layout(flex="1 1 auto", min_width="0"))
-        box_options.setdefault("layout", W.Layout(
-            flex="1 1 360px", min_width="280px", max_width="560px", margin="4px"))
+        body = W.HBox([main, self._users])
+        body.add_class("chatlab-body")
+        box_options.setdefault("layout", W.Layout(**WINDOW_LAYOUT))
         super().__init__(
-            [_style(), self._header, W.HBox([main, self._users]), self._status],
-            **box_options)
+            [_style(), self._header, body, self._notice, self._status], **box_options)
         self.add_class("chatlab-chat")
         self.client = client
         self.max_messages = max_messages
+        self.ended = ended
         self._name: str | None = None  # the last name known, kept after a disconnect
         self._problem = ""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,22 +178,25 @@ class ChatWidget(W.VBox):
         if client.errors:
             self._set_problem(_refusal(client.errors[-1]))
         client.subscribe(self._on_change)
-        self.send_button.on_click(self._on_click)
-        # Enter in a Text box reaches the kernel as the custom message
-        # {"event": "submit"}; on_submit() would say the same but warns that
-        # it is deprecated, and the warning would land in the notebook.
-        self.text.on_msg(self._on_text_msg)
+        self.text.on_send(self._on_send)
+
+    @property
+    def send_button(self) -> ChatEntry:
+        """The Send button, which is part of the text box's widget:
+        ``send_button.click()`` sends the box's value, as a click does."""
+        return self.text
 
     # -- sending ------------------------------------------------------------
 
-    async def submit(self, text: str | None = None) -> None:
+    async def submit(self, text: str | None = None, *, typed: bool = False) -> None:
         """Send ``text``, or else the text box's value, to everyone.
 
         The box is cleared once the server accepts the message it held, or
         once the client holds it to send when the connection is back (shown
         as "sending…" meanwhile). A refused or failed send leaves the box as
         it was and shows why in the status line; it is not raised, as a click
-        could not catch it either.
+        could not catch it either. (``typed``: ``text`` is what the frontend's
+        box held when it was sent; the frontend then empties its box.)
         """
         from_box = text is None
         message = self.text.value if text is None else text
@@ -178,7 +215,9 @@ class ChatWidget(W.VBox):
         else:
             self._set_problem("")
         # Typing may have gone on while the send was on its way: keep that.
-        if from_box and self.text.value == message:
+        if typed:
+            self.text.sent(message)
+        elif from_box and self.text.value == message:
             self.text.value = ""
 
     async def wait_idle(self, timeout: float = 5.0) -> None:
@@ -189,14 +228,10 @@ class ChatWidget(W.VBox):
             if pending:
                 raise WaitTimeout(f"timed out after {timeout:g} s waiting for a send to finish")
 
-    def _on_click(self, _button: W.Button) -> None:
-        self._start_submit()
+    def _on_send(self, text: str | None) -> None:
+        self._start_submit(text)
 
-    def _on_text_msg(self, _text: W.Text, content: dict[str, Any], _buffers: list[Any]) -> None:
-        if content.get("event") == "submit":
-            self._start_submit()
-
-    def _start_submit(self) -> None:
+    def _start_submit(self, text: str | None = None) -> None:
         # The send must run on the loop the client connected on: its socket
         # belongs to that loop. JupyterLab sends widget messages on a kernel
         # subshell, so this callback may run in another thread, on another
@@ -211,12 +246,12 @@ class ChatWidget(W.VBox):
         if loop is None or loop.is_closed():
             self._set_problem("no event loop is running here: use `await widget.submit()`")
         elif loop is here:
-            self._start_task()
+            self._start_task(text)
         else:
-            loop.call_soon_threadsafe(self._start_task)
+            loop.call_soon_threadsafe(self._start_task, text)
 
-    def _start_task(self) -> None:
-        task = asyncio.ensure_future(self.submit())
+    def _start_task(self, text: str | None) -> None:
+        task = asyncio.ensure_future(self.submit(text, typed=text is not None))
         self._tasks.add(task)  # a task nobody references may be collected
         task.add_done_callback(self._submit_done)
 
@@ -230,7 +265,7 @@ class ChatWidget(W.VBox):
 
     # What to re-render after each kind of change the client reports.
     _PARTS = {
-        "state": ("_render_header", "_render_users"),  # a disconnect empties the users
+        "state": ("_render_header", "_render_users", "_render_link"),  # a disconnect empties the users
         "me": ("_render_header", "_render_users"),  # "(you)" follows the name
         "rooms": ("_render_header",),
         "users": ("_render_users",),
@@ -247,6 +282,28 @@ class ChatWidget(W.VBox):
         self._render_header()
         self._render_users()
         self._render_messages()
+        self._render_link()
+
+    def _render_link(self) -> None:
+        # What the client's connection allows: typing while it is on its way
+        # back is fine (the client keeps what is sent), not once it is over.
+        client = self.client
+        if client.connected:
+            notice = ""
+        elif client.reconnecting:
+            notice = RECONNECTING
+        elif client.offline:
+            notice = OFFLINE
+        elif client.state == "connecting":
+            notice = CONNECTING
+        else:
+            notice = self.ended
+        over = notice == self.ended
+        self.text.disabled = over
+        self.text.placeholder = ("the chat has ended" if over
+                                 else "Type a message and press Enter")
+        self.notice = notice
+        self._notice.value = f'<div class="chatlab-notice">{_e(notice)}</div>'
 
     def _label(self) -> str | None:
         name = self.client.name or self.client.wanted_name
@@ -322,8 +379,11 @@ class ChatWidget(W.VBox):
         super().close()
 
     def __repr__(self) -> str:
-        name = self._name or self.client.name or self.client.wanted_name
+        name = self._shown_name()
         return f"ChatWidget({name!r})" if name else "ChatWidget(no name yet)"
+
+    def _shown_name(self) -> str | None:
+        return self._name or self.client.name or self.client.wanted_name
 
 
 class EventLogWidget(W.VBox):
@@ -340,8 +400,7 @@ class EventLogWidget(W.VBox):
     def __init__(self, log: EventLog, *, title: str = "events", limit: int = 50,
                  **box_options: Any) -> None:
         self._rows = W.HTML(layout=_scroller("220px"))
-        box_options.setdefault("layout", W.Layout(
-            flex="1 1 320px", min_width="240px", max_width="560px", margin="4px"))
+        box_options.setdefault("layout", W.Layout(**WINDOW_LAYOUT))
         super().__init__(
             [_style(), W.HTML(f'<div class="chatlab-log-title">{_e(title)}</div>'), self._rows],
             **box_options)
@@ -395,9 +454,17 @@ class EventLogWidget(W.VBox):
     def __repr__(self) -> str:
         return f"EventLogWidget({self.title!r})"
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return _before_running(super()._repr_mimebundle_(**kwargs), [self])
+
 
 class SideBySide(W.HBox):
-    """Widgets in a row that wraps onto new lines when the page is narrow."""
+    """Widgets in a row that wraps onto new lines when the page is narrow.
+
+    Chat windows and event logs share the row evenly: up to four fit in one
+    row of a notebook at 1,400 px with JupyterLab's file browser open; more,
+    or a narrower page, wrap into rows of the same kind.
+    """
 
     def __init__(self, *widgets: W.Widget, **box_options: Any) -> None:
         box_options.setdefault("layout", W.Layout(
@@ -407,6 +474,35 @@ class SideBySide(W.HBox):
     def __repr__(self) -> str:
         count = len(self.children)
         return f"SideBySide({count} widget{'' if count == 1 else 's'})"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return _before_running(super()._repr_mimebundle_(**kwargs), list(self.children))
+
+
+def before_running(widgets: list[W.Widget]) -> str:
+    """What a notebook shows for ``widgets`` where it cannot show widgets:
+    the plain text stored with the output, which is all a lesson opened
+    fresh shows until its cell runs (e.g. "Run the cell to open the chat
+    windows (ann, bob)")."""
+    chats = [w._shown_name() or "no name yet" for w in widgets if isinstance(w, ChatWidget)]
+    logs = [w.title for w in widgets if isinstance(w, EventLogWidget)]
+    others = len(widgets) - len(chats) - len(logs)
+    parts = []
+    if chats:
+        parts.append(f"open the chat window{'s' if len(chats) > 1 else ''} ({', '.join(chats)})")
+    if logs:
+        what = "the event logs" if len(logs) > 1 else "the event log"
+        parts.append(f"{'show ' if not chats else ''}{what} ({', '.join(logs)})")
+    if others:
+        parts.append(f"{'show ' if not parts else ''}{others} more widget{'s' if others > 1 else ''}")
+    if not parts:
+        return "Run the cell to show the widgets"
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"Run the cell to {listed}"
+
+
+def _before_running(bundle: dict[str, Any], widgets: list[W.Widget]) -> dict[str, Any]:
+    return {**bundle, "text/plain": before_running(widgets)}
 
 
 def side_by_side(*widgets: W.Widget) -> SideBySide:

@@ -161,3 +161,73 @@ async def test_limits_are_configurable():
         await client.join("abc")
     await client.send("12345")
     await chatlab.shutdown()
+
+
+async def test_after_shutdown_no_client_keeps_a_users_list(user):
+    # The server sends the users list to everyone, the leaving connection
+    # included; over polling, the leaving client's disconnect waits for its
+    # open long-poll, which brings that list after the disconnect. A client
+    # that is no longer connected must not keep it.
+    clients = [await user(name, transports=["polling"]) for name in ("ann", "bob", "cat")]
+    for client in clients:
+        await client.wait_for_users(3)
+    await chatlab.shutdown()
+    late = 0
+    for client in clients:
+        assert (client.state, client.users) == ("disconnected", []), list(client.log.entries)[-3:]
+        events = [entry.event for entry in client.log.entries]
+        late += "users" in events[events.index("disconnect"):]
+    assert late, "no users list came after a disconnect: the test shows nothing"
+
+
+async def test_a_users_list_arriving_after_the_disconnect_is_ignored(user):
+    ann, bob = await user("ann"), await user("bob")
+    await ann.wait_for_users(2)
+    await ann.disconnect()
+    # python-socketio hands over an event that was on its way as it would
+    # any other: through the client's handler for it.
+    await ann.sio._trigger_event("users", "/", ["ann", "bob"])
+    assert ann.users == [] and ann.log.entries[-1].event == "users"
+    await bob.wait_for_users(names=["bob"])
+
+
+async def test_reconnecting_is_true_only_while_python_socketio_tries_again():
+    chat = ChatServer()
+    server = await chat.serve(name="reconnecting")
+    ann = ChatClient(server.url, reconnection_delay=0.05, randomization_factor=0)
+    await ann.connect()
+    await ann.add_user("ann")
+    assert not ann.reconnecting
+    await server.stop()
+    await ann.wait_until(lambda: ann.reconnecting, what="reconnecting")
+    assert ann.state == "disconnected"
+    again = await ChatServer().serve(name="reconnecting", port=server.port)
+    await ann.wait_until(lambda: ann.name == "ann", what="rejoined", timeout=10)
+    assert not ann.reconnecting
+    await ann.disconnect()
+    assert not ann.reconnecting and ann.state == "disconnected"
+    await again.stop()
+
+
+async def test_a_client_that_gives_up_reconnecting_says_so():
+    server = await ChatServer().serve(name="gives-up")
+    ann = ChatClient(server.url, reconnection_attempts=1, reconnection_delay=0.01,
+                     randomization_factor=0)
+    await ann.connect()
+    await ann.add_user("ann")
+    await server.stop()
+    await ann.wait_until(lambda: ann.reconnecting, what="reconnecting")
+    await ann.wait_until(lambda: not ann.reconnecting, what="gave up", timeout=10)
+    assert ann.state == "disconnected"
+    await ann.disconnect()
+
+
+async def test_offline_lasts_from_go_offline_to_go_online(user):
+    ann = await user("ann")
+    await ann.go_offline()
+    assert ann.offline and not ann.reconnecting and ann.state == "disconnected"
+    await ann.go_online()
+    assert not ann.offline and ann.connected
+    await ann.go_offline()
+    await ann.disconnect()
+    assert not ann.offline

@@ -1,8 +1,8 @@
 """The widgets show what their client knows and send through it.
 
 Real chat servers on 127.0.0.1 and real ChatClients: a widget is driven the
-way its frontend drives it (a click, the Text box's Enter message), and what
-it shows is read from the HTML it would put on the page.
+way its frontend drives it (the entry's send message with the text typed, or
+a click), and what it shows is read from the HTML it would put on the page.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import warnings
 import ipywidgets
 import pytest
 
+import chatlab
 from chatlab import ChatClient, ChatRefused
-from chatlab.widgets import WAITING, ChatWidget, EventLogWidget, SideBySide, compact_json, side_by_side
+from chatlab.widgets import ENDED, WAITING, ChatWidget, EventLogWidget, SideBySide, compact_json, side_by_side
 
 pytestmark = pytest.mark.integration
 
@@ -348,11 +349,179 @@ async def test_reprs_are_short_and_stable(user):
                 log_box: "EventLogWidget('ann')", row: "SideBySide(3 widgets)"}
     for widget, text in expected.items():
         assert repr(widget) == text
-        # what a notebook stores as the output's text/plain
-        assert widget._repr_mimebundle_()["text/plain"] == text
     await ann.send("changes nothing in the reprs")
     await bob.wait_for_message()
     assert [repr(w) for w in expected] == list(expected.values())
     assert repr(side_by_side(ann_box)) == "SideBySide(1 widget)"
     assert repr(EventLogWidget(ann.log)) == "EventLogWidget('events')"
+    assert repr({"Ann": ann_box}) == "{'Ann': ChatWidget('ann')}"
 
+
+async def test_the_stored_plain_text_says_what_running_the_cell_shows(user, chat_server):
+    # A notebook stores an output's text/plain with it; a lesson opened
+    # fresh shows only that until the cell runs.
+    ann, bob = await user("ann"), await user("bob")
+    ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
+    ann_log, bob_log = EventLogWidget.for_client(ann), EventLogWidget.for_client(bob)
+    expected = {
+        side_by_side(ann_box, bob_box): "Run the cell to open the chat windows (ann, bob)",
+        side_by_side(ann_log, bob_log): "Run the cell to show the event logs (ann, bob)",
+        side_by_side(ann_box, bob_box, bob_log):
+            "Run the cell to open the chat windows (ann, bob) and the event log (bob)",
+        # A window alone keeps its short name: the lessons show windows
+        # side by side, and code shows them in lists and dicts.
+        ann_box: "ChatWidget('ann')",
+        bob_log: "Run the cell to show the event log (bob)",
+        side_by_side(ChatWidget(ChatClient(chat_server.url))):
+            "Run the cell to open the chat window (no name yet)",
+        side_by_side(ipywidgets.Label("x")): "Run the cell to show 1 more widget",
+    }
+    for widget, text in expected.items():
+        bundle = widget._repr_mimebundle_()
+        assert bundle["text/plain"] == text
+        assert "application/vnd.jupyter.widget-view+json" in bundle, "the live view is kept"
+
+
+# -- a window that is not connected --------------------------------------------
+
+
+async def test_after_shutdown_no_window_shows_active_users(chat_server):
+    # Over polling, the leaving connection's own users list comes after its
+    # disconnect (see test_client); three windows, then the lesson's last cell.
+    clients = [ChatClient(chat_server.url, transports=["polling"]) for _ in range(3)]
+    boxes = [ChatWidget(client) for client in clients]
+    for client, name in zip(clients, ("ann", "bob", "cat")):
+        await client.connect()
+        await client.add_user(name)
+    for client in clients:
+        await client.wait_for_users(3)
+    assert all("Active users (3)" in users_of(box) for box in boxes)
+    await chatlab.shutdown()
+    for box in boxes:
+        assert "Active users (0)" in users_of(box) and "<li>" not in users_of(box)
+
+
+async def test_a_window_whose_client_disconnected_is_disabled_and_says_what_to_do(user):
+    ann = await user("ann")
+    box = ChatWidget(ann)
+    assert (box.notice, box.text.disabled) == ("", False)
+    assert '<div class="chatlab-notice"></div>' in page(box)
+    await ann.disconnect()
+    assert box.notice == ENDED == "This chat has ended: re-run the cells that start it."
+    assert box.text.disabled, "the text box and its Send button"
+    assert box.send_button.disabled
+    assert html.escape(ENDED) in page(box)
+
+
+async def test_after_chatlab_shutdown_every_window_is_disabled(user):
+    clients = [await user(name) for name in ("ann", "bob")]
+    boxes = [ChatWidget(client, ended="re-run the cells from *Start the chat*") for client in clients]
+    await chatlab.shutdown()
+    for box in boxes:
+        assert box.notice == "re-run the cells from *Start the chat*"
+        assert box.text.disabled
+
+
+async def test_a_window_says_reconnecting_and_stays_usable_while_its_client_retries():
+    server = await chatlab.ChatServer().serve(name="widget-reconnect")
+    ann = ChatClient(server.url, reconnection_delay=0.05, randomization_factor=0)
+    box = ChatWidget(ann)
+    await ann.connect()
+    await ann.add_user("ann")
+    await server.stop()
+    await ann.wait_until(lambda: ann.reconnecting, what="reconnecting")
+    assert box.notice.startswith("reconnecting")
+    assert not box.text.disabled, "what is typed now is sent once the client is back"
+    again = await chatlab.ChatServer().serve(name="widget-reconnect", port=server.port)
+    await ann.wait_until(lambda: ann.name == "ann", what="rejoined", timeout=10)
+    assert (box.notice, box.text.disabled) == ("", False)
+    await ann.disconnect()
+    await again.stop()
+
+
+async def test_a_window_whose_server_stopped_for_good_is_disabled():
+    server = await chatlab.ChatServer().serve(name="widget-gives-up")
+    ann = ChatClient(server.url, reconnection_attempts=1, reconnection_delay=0.01,
+                     randomization_factor=0)
+    box = ChatWidget(ann)
+    await ann.connect()
+    await ann.add_user("ann")
+    await server.stop()
+    await ann.wait_until(lambda: ann.reconnecting, what="reconnecting")
+    await ann.wait_until(lambda: not ann.reconnecting, what="gave up", timeout=10)
+    assert (box.notice, box.text.disabled) == (ENDED, True)
+    await ann.disconnect()
+
+
+async def test_a_window_offline_on_purpose_says_so_and_keeps_its_box(user):
+    ann = await user("ann")
+    box = ChatWidget(ann)
+    await ann.go_offline()
+    assert box.notice.startswith("offline") and not box.text.disabled
+    await ann.go_online()
+    assert (box.notice, box.text.disabled) == ("", False)
+
+
+# -- the text box and Send button: one anywidget ---------------------------------
+
+
+def frontend_send(box: ChatWidget, text: str) -> None:
+    """What the entry's frontend sends the kernel on a click or Enter."""
+    box.text._handle_custom_msg({"type": "send", "text": text}, [])
+
+
+async def test_the_text_sent_with_the_click_is_sent_even_if_the_box_lags(user):
+    # On a slow link the kernel's copy of the box can lag the typing; the
+    # frontend sends the text with the click, and that is what goes out.
+    ann, bob = await user("ann"), await user("bob")
+    box = ChatWidget(ann)
+    told: list[object] = []
+    box.text.send = told.append  # what the kernel tells the frontend
+    box.text.value = "the whole te"  # the last update that arrived
+    frontend_send(box, "the whole text")
+    got = await bob.wait_for_message(user="ann")
+    assert got.text == "the whole text"
+    await box.wait_idle()
+    assert told == [{"type": "sent", "text": "the whole text"}], "the frontend empties its box"
+    assert box.text.value == "the whole te", "the frontend's own update empties it here"
+
+
+async def test_a_refused_text_from_the_frontend_stays_in_its_box(user):
+    ann = await user("ann")
+    box = ChatWidget(ann)
+    told: list[object] = []
+    box.text.send = told.append
+    frontend_send(box, "   ")
+    await box.wait_idle()
+    assert told == [] and box.status == "the server refused 'message': the message must not be empty"
+
+
+def test_the_entry_frontend_shows_text_safely():
+    from chatlab.chat_window import _ESM
+
+    assert "innerHTML" not in _ESM and "insertAdjacentHTML" not in _ESM
+    assert 'model.send({ type: "send", text: input.value })' in _ESM
+    assert "export default" in _ESM
+
+
+# -- the layout -------------------------------------------------------------------
+
+
+def px(value: str) -> float:
+    assert value.endswith("px"), value
+    return float(value[:-2])
+
+
+async def test_four_windows_fit_one_row_beside_jupyterlabs_file_browser(user):
+    # A notebook's output is about 950 px wide at 1,400 px with the file
+    # browser open (tests/test_jupyterlab.py measures it in a real Lab).
+    clients = [await user(name) for name in ("ann", "bob", "cat")]
+    row = side_by_side(*(ChatWidget(c) for c in clients), EventLogWidget.for_client(clients[0]))
+    assert row.layout.flex_flow == "row wrap", "more, or a narrower page, wrap"
+    needed = 0.0
+    for widget in row.children:
+        layout = widget.layout
+        assert layout.flex.split()[:2] == ["1", "1"], "they share the row, growing and shrinking"
+        needed += px(layout.min_width) + 2 * px(layout.margin)
+        assert px(layout.max_width) >= 2 * px(layout.min_width)
+    assert needed <= 900
