@@ -11,6 +11,7 @@ Jupyter set-up or the repository's notebooks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,12 +24,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-__all__ = ["BASE_URL", "LAB_HOST", "JupyterLab", "LabNotebook", "copy_notebooks", "free_port"]
+__all__ = ["BASE_URL", "LAB_HOST", "JupyterLab", "LabNotebook", "copy_notebooks", "free_port",
+           "lab_on_a_copy"]
 
 BASE_URL = "/user/tester/"
 # A name that is not localhost, for the browser to reach the Lab by (mapped
@@ -214,6 +216,21 @@ def copy_notebooks(source: Path, target: Path) -> Path:
     that running them in the Lab leaves the originals alone."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     return target
+
+
+@contextlib.contextmanager
+def lab_on_a_copy(notebooks: Path, base: Path, keep_log_as: Path) -> Iterator[JupyterLab]:
+    """A JupyterLab serving a copy of ``notebooks`` made under ``base``. Its
+    log, which holds its kernels' too (what went wrong in a widget callback
+    is reported there), is copied to ``keep_log_as`` when it stops."""
+    server = JupyterLab(copy_notebooks(notebooks, base / "notebooks"), base / "home")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        keep_log_as.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(server.log_path, keep_log_as)
 
 
 # -- a notebook open in the Lab, driven through window.jupyterapp ----------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator
 
@@ -34,7 +33,7 @@ from playwright.async_api import (
 
 import browser as shared
 from browser import ARTIFACTS, CHROMIUM_ARGS, join, message, route_cdn, screenshot, send
-from lab import BASE_URL, LAB_HOST, JupyterLab, LabNotebook, copy_notebooks
+from lab import BASE_URL, LAB_HOST, JupyterLab, LabNotebook, lab_on_a_copy
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSON = "05-build-the-chat.ipynb"
@@ -57,19 +56,10 @@ def no_tasks_left() -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     shared.require_chromium()
     shared.client_js()  # the page needs the pinned client (or the test is skipped)
-    base = tmp_path_factory.mktemp("jupyterlab")
-    root = copy_notebooks(NOTEBOOKS, base / "notebooks")
-    assert (root / LESSON).exists(), f"notebooks/{LESSON} is missing"
-    server = JupyterLab(root, base / "home")
-    server.start()
-    try:
+    assert (NOTEBOOKS / LESSON).exists(), f"notebooks/{LESSON} is missing"
+    with lab_on_a_copy(NOTEBOOKS, tmp_path_factory.mktemp("jupyterlab"),
+                       ARTIFACTS / "jupyterlab.log") as server:
         yield server
-    finally:
-        server.stop()
-        # The Lab's log holds its kernels' too: what went wrong in a widget
-        # callback is reported there.
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(server.log_path, ARTIFACTS / "jupyterlab.log")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -16,9 +16,8 @@ changes the repository's notebooks.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -26,7 +25,7 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 
 import browser as shared
 from browser import ARTIFACTS, CHROMIUM_ARGS, screenshot
-from lab import JupyterLab, LabNotebook, copy_notebooks
+from lab import JupyterLab, LabNotebook, lab_on_a_copy
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSONS = ["00-start-here.ipynb", "03-rooms.ipynb", "06-delivery-guarantees.ipynb"]
@@ -44,16 +43,9 @@ def no_tasks_left() -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     shared.require_chromium()
-    base = tmp_path_factory.mktemp("lessons-in-lab")
-    root = copy_notebooks(NOTEBOOKS, base / "notebooks")
-    server = JupyterLab(root, base / "home")
-    server.start()
-    try:
+    with lab_on_a_copy(NOTEBOOKS, tmp_path_factory.mktemp("lessons-in-lab"),
+                       ARTIFACTS / "jupyterlab-lessons.log") as server:
         yield server
-    finally:
-        server.stop()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(server.log_path, ARTIFACTS / "jupyterlab-lessons.log")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -129,8 +129,8 @@ async def check_message_rules(make_server: Callable[[], socketio.AsyncServer]) -
             if not new_errors:
                 raise ExerciseFailed(
                     f"{sender_name} sent {what} ({_shown(data)}) and received no 'error'",
-                    hint=f"refuse it with `await sio.emit('error', {{'event': 'message', "
-                         f"'reason': ...}}, to=sid)`")
+                    hint="refuse it with `await sio.emit('error', {'event': 'message', "
+                         "'reason': ...}, to=sid)`")
             if len(new_errors) > 1:
                 raise ExerciseFailed(
                     f"{sender_name} sent {what} and received {len(new_errors)} errors for "
