@@ -40,6 +40,14 @@ class Limits:
     64 KiB is well above the biggest valid event (a 2,000-character message
     of 4-byte characters is at most 24,000 bytes of JSON, escaped as
     ``\\ud83d\\ude00``), and far below engineio's default of 1 MB.
+
+    ``rooms`` is how many chat rooms one connection may be in at once.
+    ``outgoing_buffer`` is how many bytes of packets the server holds for
+    one connection that has not read them yet; a connection that stays over
+    it is disconnected (it can reconnect and catch up by its offset).
+    ``replay`` is the most messages one (re)connection is sent from the
+    history; ``kept`` how many the in-memory store keeps (a database file
+    keeps them all).
     """
 
     name: int = 32
@@ -48,6 +56,10 @@ class Limits:
     events_per_second: float = 20
     burst: int = 40
     http_buffer_size: int = 64 * 1024
+    rooms: int = 20
+    outgoing_buffer: int = 1024 * 1024
+    replay: int = 1000
+    kept: int = 10_000
 
 
 class Refused(Exception):
