@@ -46,6 +46,10 @@ class ChatNamespace(GuardedNamespace):
         super().__init__("/", limits=limits, token=token)
         self.delivery = delivery
         self.users: dict[str, str] = {}
+        # Each connection's chat rooms, kept here so that a join, a leave or
+        # a room message costs what one connection's rooms cost: asking
+        # python-socketio (rooms()) walks every room of the server.
+        self._rooms: dict[str, set[str]] = {}
         self.announce_users = announce_users or self.send_users_to_everyone
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -58,6 +62,7 @@ class ChatNamespace(GuardedNamespace):
 
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
         self.release(sid)
+        self._rooms.pop(sid, None)  # python-socketio takes it out of the rooms themselves
         self.delivery.forget(sid)
         # Removed by connection id, never by looking the name up: the
         # tutorial's indexOf() removed the wrong user (or, finding nothing,
@@ -87,14 +92,20 @@ class ChatNamespace(GuardedNamespace):
     async def on_join(self, sid: str, room: Any) -> dict[str, Any]:
         self.joined(sid, "joining a room")
         room = check_room(room, self.limits)
+        rooms = self._rooms.setdefault(sid, set())
+        if room not in rooms and len(rooms) >= self.limits.rooms:
+            raise Refused(f"you are in {len(rooms)} rooms, the most one connection may "
+                          f"be in; leave one before joining {room!r}")
+        rooms.add(room)
         await self.enter_room(sid, ROOM_PREFIX + room)
         return {"ok": True, "rooms": self.rooms_of(sid)}
 
     async def on_leave(self, sid: str, room: Any) -> dict[str, Any]:
         self.joined(sid, "leaving a room")
         room = check_room(room, self.limits)
-        if room not in self.rooms_of(sid):
+        if room not in self._rooms.get(sid, ()):
             raise Refused(f"you are not in the room {room!r}")
+        self._rooms[sid].discard(room)
         await self.leave_room(sid, ROOM_PREFIX + room)
         return {"ok": True, "rooms": self.rooms_of(sid)}
 
@@ -102,7 +113,7 @@ class ChatNamespace(GuardedNamespace):
         user = self.joined(sid, "sending to a room")
         room = check_room(data["room"], self.limits)
         text = check_message(data["message"], self.limits)
-        if room not in self.rooms_of(sid):
+        if room not in self._rooms.get(sid, ()):
             raise Refused(f"join the room {room!r} before sending to it")
         payload = {"message": text, "user": user, "id": sid, "room": room}
         await self.emit("message", payload, room=ROOM_PREFIX + room)
@@ -157,5 +168,4 @@ class ChatNamespace(GuardedNamespace):
 
     def rooms_of(self, sid: str) -> list[str]:
         """The chat rooms a connection is in, sorted."""
-        return sorted(room[len(ROOM_PREFIX):] for room in self.rooms(sid)
-                      if room.startswith(ROOM_PREFIX))
+        return sorted(self._rooms.get(sid, ()))
