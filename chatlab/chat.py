@@ -21,9 +21,10 @@ from typing import Any, Awaitable, Callable
 
 from .delivery import Delivery
 from .guards import GuardedNamespace
-from .validation import Limits, Refused, check_message, check_message_id, check_name, check_room
+from .validation import (
+    Limits, Refused, check_message, check_message_id, check_name, check_room, name_key)
 
-__all__ = ["ChatNamespace", "ROOM_PREFIX"]
+__all__ = ["ChatNamespace", "ROOM_PREFIX", "Users"]
 
 # Chat rooms live under this prefix inside python-socketio, whose rooms also
 # include one per connection named by its id: without it, joining a "room"
@@ -45,7 +46,7 @@ class ChatNamespace(GuardedNamespace):
                  announce_users: Callable[[str], Awaitable[None]] | None = None) -> None:
         super().__init__("/", limits=limits, token=token)
         self.delivery = delivery
-        self.users: dict[str, str] = {}
+        self.users = Users()
         # Each connection's chat rooms, kept here so that a join, a leave or
         # a room message costs what one connection's rooms cost: asking
         # python-socketio (rooms()) walks every room of the server.
@@ -62,7 +63,7 @@ class ChatNamespace(GuardedNamespace):
 
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
         self.release(sid)
-        self._rooms.pop(sid, None)  # python-socketio takes it out of the rooms themselves
+        self._rooms.pop(sid, None)  # our note of its rooms; python-socketio empties its own
         self.delivery.forget(sid)
         # Removed by connection id, never by looking the name up: the
         # tutorial's indexOf() removed the wrong user (or, finding nothing,
@@ -159,13 +160,72 @@ class ChatNamespace(GuardedNamespace):
         return name
 
     def sid_of(self, name: str) -> str | None:
-        """The connection of the user called ``name`` (ignoring case)."""
-        wanted = name.casefold()
-        for sid, user in self.users.items():
-            if user.casefold() == wanted:
-                return sid
-        return None
+        """The connection of the user called ``name``, or of the one whose
+        name looks the same: ignoring case, width and invisible characters
+        (see :func:`~chatlab.validation.name_key`)."""
+        return self.users.sid_of(name)
 
     def rooms_of(self, sid: str) -> list[str]:
         """The chat rooms a connection is in, sorted."""
         return sorted(self._rooms.get(sid, ()))
+
+
+class Users(dict[str, str]):
+    """Each joined connection's id and its user name as typed, in join
+    order: a dict that also finds a connection by its user's
+    :func:`~chatlab.validation.name_key`, in one look-up. Two connections
+    never have names with the same key: setting one raises ``ValueError``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sids: dict[str, str] = {}  # name_key(name) -> sid
+
+    def sid_of(self, name: str) -> str | None:
+        """The connection whose name has the key of ``name``, or None."""
+        return self._sids.get(name_key(name))
+
+    def __setitem__(self, sid: str, name: str) -> None:
+        key = name_key(name)
+        if self._sids.get(key, sid) != sid:
+            raise ValueError(f"the name {name!r} is taken by another connection")
+        if sid in self:
+            del self._sids[name_key(self[sid])]
+        super().__setitem__(sid, name)
+        self._sids[key] = sid
+
+    def __delitem__(self, sid: str) -> None:
+        del self._sids[name_key(self[sid])]
+        super().__delitem__(sid)
+
+    # dict's own versions of these skip __setitem__ and __delitem__.
+
+    def pop(self, sid: str, *default: Any) -> Any:  # type: ignore[override]
+        if sid not in self:
+            return super().pop(sid, *default)  # the default, or KeyError
+        name = self[sid]
+        del self[sid]
+        return name
+
+    def popitem(self) -> tuple[str, str]:
+        if not self:
+            raise KeyError("popitem(): no users")
+        sid = next(reversed(self))
+        return sid, self.pop(sid)
+
+    def clear(self) -> None:
+        super().clear()
+        self._sids.clear()
+
+    def update(self, *others: Any, **names: str) -> None:  # type: ignore[override]
+        for sid, name in dict(*others, **names).items():
+            self[sid] = name
+
+    def setdefault(self, sid: str, name: str) -> str:  # type: ignore[override]
+        if sid not in self:
+            self[sid] = name
+        return self[sid]
+
+    def __ior__(self, other: Any) -> "Users":  # type: ignore[override]
+        self.update(other)
+        return self

@@ -34,6 +34,7 @@ function render({ model, el }) {
   const input = document.createElement("input");
   input.type = "text";
   input.className = "chatlab-input";
+  input.dir = "auto"; // right-to-left text reads from the right as it is typed
   input.setAttribute("aria-label", "message");
   const button = document.createElement("button");
   button.type = "button";

@@ -7,7 +7,10 @@ That makes every widget a live view of what the client knows, whichever
 task (a cell, a socket handler) changed it.
 
 Everything a user typed is escaped before it reaches an HTML widget: the
-frontend sets its value as ``innerHTML``. The text box and Send button are
+frontend sets its value as ``innerHTML``. Each name is a ``<bdi>`` and each
+message ``dir="auto"``, so that its direction cannot reorder the text
+around it; stacked accents (zalgo text) are cut at the edge of their line
+or message, and a long message scrolls on its own. The text box and Send button are
 one anywidget (:class:`~chatlab.chat_window.ChatEntry`) that sends the text
 together with the click or Enter, so a slow link cannot cut a message short.
 """
@@ -18,6 +21,7 @@ import asyncio
 import collections
 import html
 import json
+import unicodedata
 from typing import Any
 
 import ipywidgets as W
@@ -51,6 +55,8 @@ _STYLE = """<style>
 .chatlab-head { display: flex; justify-content: space-between; align-items: baseline;
   gap: 8px; padding-bottom: 4px; border-bottom: 1px solid var(--jp-border-color2, #eee); }
 .chatlab-name { font-weight: 600; font-size: 14px; }
+.chatlab-name, .chatlab-meta, .chatlab-users li, .chatlab-row, .chatlab-status {
+  overflow: hidden; overflow: clip; padding-block: 0.15em; }
 .chatlab-state::before { content: "\\25CF "; }
 .chatlab-state-connected { color: #2e7d32; }
 .chatlab-state-connecting { color: #ef6c00; }
@@ -64,7 +70,8 @@ _STYLE = """<style>
   color: #10233d; border-bottom-left-radius: 12px; border-bottom-right-radius: 3px; }
 .chatlab-msg.chatlab-pending { opacity: 0.55; }
 .chatlab-meta { font-size: 11px; opacity: 0.75; }
-.chatlab-text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.chatlab-text { white-space: pre-wrap; overflow-wrap: anywhere; unicode-bidi: plaintext;
+  max-height: 16em; overflow: auto; padding: 2px 0 1px; }
 .chatlab-tag { margin-left: 4px; padding: 0 5px; border-radius: 6px;
   background: rgba(0, 0, 0, 0.08); }
 .chatlab-empty { color: var(--jp-ui-font-color3, #999); font-style: italic; padding: 4px; }
@@ -73,7 +80,7 @@ _STYLE = """<style>
 .chatlab-users li { overflow-wrap: anywhere; }
 .chatlab-users li::before { content: "\\25CF "; color: #2e7d32; font-size: 10px; }
 .chatlab-you { color: var(--jp-ui-font-color2, #666); font-size: 11px; }
-.chatlab-status { color: #c62828; font-size: 12px; min-height: 1.35em; }
+.chatlab-status { color: #c62828; font-size: 12px; min-height: 1.35em; overflow-wrap: anywhere; }
 .chatlab-notice { color: var(--jp-ui-font-color1, #333); font-size: 12px; }
 .chatlab-notice:not(:empty) { margin-top: 4px; padding: 3px 6px; border-radius: 4px;
   background: var(--jp-warn-color3, #fff3e0); }
@@ -111,6 +118,12 @@ def _scroller(height: str) -> W.Layout:
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _bdi(text: object) -> str:
+    """A user's text (a name, a room) escaped, in an element that keeps its
+    direction apart from the text around it."""
+    return f'<bdi dir="auto">{_e(text)}</bdi>'
 
 
 def _refusal(error: dict[str, Any]) -> str:
@@ -313,8 +326,8 @@ class ChatWidget(W.VBox):
 
     def _render_header(self) -> None:
         name, state = self._label(), self.client.state
-        shown = _e(name) if name else '<i>no name yet</i>'
-        rooms = "".join(f'<span class="chatlab-tag">#{_e(r)}</span>' for r in self.client.rooms)
+        shown = _bdi(name) if name else '<i>no name yet</i>'
+        rooms = "".join(f'<span class="chatlab-tag">#{_bdi(r)}</span>' for r in self.client.rooms)
         self._header.value = (
             f'<div class="chatlab-head"><span class="chatlab-name">{shown}</span>'
             f'<span class="chatlab-rooms">{rooms}</span>'
@@ -323,7 +336,7 @@ class ChatWidget(W.VBox):
     def _render_users(self) -> None:
         me = self.client.name
         you = ' <span class="chatlab-you">(you)</span>'
-        rows = "".join(f"<li>{_e(u)}{you if u == me else ''}</li>" for u in self.client.users)
+        rows = "".join(f"<li>{_bdi(u)}{you if u == me else ''}</li>" for u in self.client.users)
         self._users.value = (
             f'<div class="chatlab-users-title">Active users ({len(self.client.users)})</div>'
             f'<ul>{rows}</ul>')
@@ -333,7 +346,7 @@ class ChatWidget(W.VBox):
         rows = "".join(self._render_message(m) for m in shown)
         rows += "".join(
             '<div class="chatlab-msg chatlab-mine chatlab-pending"><div class="chatlab-meta">'
-            f'you · sending…</div><div class="chatlab-text">{_e(text)}</div></div>'
+            f'you · sending…</div><div class="chatlab-text" dir="auto">{_e(text)}</div></div>'
             for text in self.client.pending)
         rows = rows or '<div class="chatlab-empty">no messages yet</div>'
         self._messages.value = f'<div class="chatlab-list">{rows}</div>'
@@ -342,13 +355,13 @@ class ChatWidget(W.VBox):
     def _render_message(message: Message) -> str:
         tags = ""
         if message.room is not None:
-            tags = f'<span class="chatlab-tag">#{_e(message.room)}</span>'
+            tags = f'<span class="chatlab-tag">#{_bdi(message.room)}</span>'
         elif message.to is not None:
-            tags = f'<span class="chatlab-tag">direct to {_e(message.to)}</span>'
+            tags = f'<span class="chatlab-tag">direct to {_bdi(message.to)}</span>'
         mine = " chatlab-mine" if message.mine else ""
-        sender = "you" if message.mine else _e(message.user)
+        sender = "you" if message.mine else _bdi(message.user)
         return (f'<div class="chatlab-msg{mine}"><div class="chatlab-meta">{sender}{tags}</div>'
-                f'<div class="chatlab-text">{_e(message.text)}</div></div>')
+                f'<div class="chatlab-text" dir="auto">{_e(message.text)}</div></div>')
 
     def _render_waiting(self) -> None:
         if self._problem == WAITING and not self.client.pending:
@@ -402,7 +415,7 @@ class EventLogWidget(W.VBox):
         self._rows = W.HTML(layout=_scroller("220px"))
         box_options.setdefault("layout", W.Layout(**WINDOW_LAYOUT))
         super().__init__(
-            [_style(), W.HTML(f'<div class="chatlab-log-title">{_e(title)}</div>'), self._rows],
+            [_style(), W.HTML(f'<div class="chatlab-log-title">{_bdi(title)}</div>'), self._rows],
             **box_options)
         self.add_class("chatlab-log")
         self.event_log = log  # not .log: every widget's .log is its logger
@@ -439,8 +452,8 @@ class EventLogWidget(W.VBox):
         return (f'<div class="chatlab-row"><span class="chatlab-time">'
                 f'{entry.time - self._start:7.3f}s</span> '
                 f'<span class="chatlab-{kind}">{arrow}</span> '
-                f'<span class="chatlab-event">{_e(entry.event)}</span>'
-                f'{" " + _e(data) if data else ""}</div>')
+                f'<span class="chatlab-event">{_bdi(entry.event)}</span>'
+                f'{" " + _data(data) if data else ""}</div>')
 
     def close(self) -> None:
         """Stop following the log and close the widget and its parts."""
@@ -512,7 +525,8 @@ def side_by_side(*widgets: W.Widget) -> SideBySide:
 
 def compact_json(data: tuple[Any, ...], limit: int = _DATA_CHARS) -> str:
     """An event's data (its arguments) as one line of JSON, at most
-    ``limit`` characters: one argument as itself, several as a list."""
+    ``limit`` characters: one argument as itself, several as a list.
+    Invisible format characters are shown as escapes (``\\u202e``)."""
     if not data:
         return ""
     value: Any = data[0] if len(data) == 1 else list(data)
@@ -520,7 +534,23 @@ def compact_json(data: tuple[Any, ...], limit: int = _DATA_CHARS) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_unjsonable)
     except (TypeError, ValueError):  # e.g. keys that are not strings
         text = repr(value)
+    text = _escape_invisible(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _data(text: str) -> str:
+    # JSON reads left to right, whatever the direction of the strings in it.
+    return f'<bdi class="chatlab-data" dir="ltr">{_e(text)}</bdi>'
+
+
+def _escape_invisible(text: str) -> str:
+    """``text`` with its invisible format characters (a bidirectional
+    override, a zero-width space) as JSON escapes such as ``\\u202e``: a
+    log of the wire shows what was sent, and they do not act on the row."""
+    if text.isascii():
+        return text
+    return "".join(json.dumps(char)[1:-1] if unicodedata.category(char) == "Cf" else char
+                   for char in text)
 
 
 def _unjsonable(value: Any) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from chatlab.validation import (
     Limits, Refused, check_message, check_message_id, check_name, check_resume, check_room,
-    describe)
+    describe, name_key)
 
 pytestmark = pytest.mark.unit
 
@@ -107,6 +107,7 @@ def test_labels_refuse_unpaired_surrogates(check, what, limit, value):
 @pytest.mark.parametrize("check,what,limit", LABELS)
 @pytest.mark.parametrize("value", [
     "\u200b", "\u200b\u200d", "\ufeff", "\u2060", "\u0301", "\u200e\u200f", "\u00ad",
+    "\u3164", "\u2800\u2800",
 ])
 def test_labels_need_a_visible_character(check, what, limit, value):
     # None of these is white space to str.strip(), and none shows.
@@ -114,9 +115,95 @@ def test_labels_need_a_visible_character(check, what, limit, value):
 
 
 @pytest.mark.parametrize("check,what,limit", LABELS)
-@pytest.mark.parametrize("value", ["\u200bann", "e\u0301", "7", "?", EMOJI, "\u00e9l\u00e8ve", "\u674e"])
+@pytest.mark.parametrize("value", ["e\u0301", "7", "?", EMOJI, "\u00e9l\u00e8ve", "\u674e"])
 def test_labels_with_one_visible_character_pass(check, what, limit, value):
     assert check(value) == value
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value,character", [
+    ("\u202enimda", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("ad\u200bmin", "U+200B (ZERO WIDTH SPACE)"),
+    ("ad\u200dmin", "U+200D (ZERO WIDTH JOINER)"),
+    ("ad\u200cmin", "U+200C (ZERO WIDTH NON-JOINER)"),
+    ("\u200dann", "U+200D (ZERO WIDTH JOINER)"),
+    ("ann\u2067x\u2069", "U+2067 (RIGHT-TO-LEFT ISOLATE)"),
+    ("\u200fann", "U+200F (RIGHT-TO-LEFT MARK)"),
+    ("\ufeffann", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+    ("an\u00adn", "U+00AD (SOFT HYPHEN)"),
+    ("an\u2060n", "U+2060 (WORD JOINER)"),
+    ("a\u2061b", "U+2061 (FUNCTION APPLICATION)"),
+    ("a\u180eb", "U+180E (MONGOLIAN VOWEL SEPARATOR)"),
+    ("ann\U000e0041", "U+E0041 (TAG LATIN CAPITAL LETTER A)"),
+    ("\u3164ann", "U+3164 (HANGUL FILLER)"),
+])
+def test_labels_refuse_invisible_characters(check, what, limit, value, character):
+    # Each would let a name pass for another, or reorder the text after it.
+    assert refusal(check, value) == f"{what} contains the invisible character {character}"
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value", [
+    "\U0001f469\u200d\U0001f4bb",                       # woman technologist
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 ann",   # family
+    "\U0001f3f3\ufe0f\u200d\U0001f308",                 # rainbow flag
+    "\U0001f44b\U0001f3fd\u200d\u2642",                 # a skin tone, then a sign
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, with ZWNJ
+    "\u0915\u094d\u200d\u0937",                         # Devanagari, with ZWJ
+    "\u0600\u0661\u0662",                                # the Arabic number sign shows
+])
+def test_labels_keep_the_joiners_and_signs_real_names_need(check, what, limit, value):
+    assert check(value) == value
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value,scripts,odd", [
+    ("\u0430dmin", "Latin and Cyrillic", "'\u0430' is U+0430 (CYRILLIC SMALL LETTER A)"),
+    ("p\u0430yp\u0430l", "Latin and Cyrillic", "'\u0430' is U+0430 (CYRILLIC SMALL LETTER A)"),
+    ("\u0391dmin", "Latin and Greek", "'\u0391' is U+0391 (GREEK CAPITAL LETTER ALPHA)"),
+    ("ann \u0441\u0430t", "Cyrillic and Latin", "'t' is U+0074 (LATIN SMALL LETTER T)"),
+])
+def test_labels_refuse_words_that_mix_look_alike_scripts(check, what, limit, value, scripts, odd):
+    assert refusal(check, value) == (
+        f"{what} mixes {scripts} letters in one word, so it could pass for another name: {odd}")
+
+
+@pytest.mark.parametrize("check,what,limit", LABELS)
+@pytest.mark.parametrize("value", [
+    "Ivan \u0418\u0432\u0430\u043d\u043e\u0432",  # one script in each word
+    "\u1f08\u03bb\u03ad\u03be\u03b1\u03bd\u03b4\u03c1\u03bf\u03c2",  # all Greek
+    "\uff21\uff24\uff2d\uff29\uff2e",  # full-width Latin is Latin
+    "ann\u674e", "r2d2",
+])
+def test_labels_of_one_script_per_word_pass(check, what, limit, value):
+    assert check(value) == value
+
+
+# -- which names are the same ---------------------------------------------------
+
+
+@pytest.mark.parametrize("alike", [
+    "admin", "ADMIN", "Admin", "\uff21\uff24\uff2d\uff29\uff2e",  # full width
+    "\U0001d41a\U0001d41d\U0001d426\U0001d422\U0001d427",  # mathematical bold
+    "admin\ufe0f", "adm\u034fin", "admin\u200b",  # ignorable characters
+])
+def test_names_that_look_the_same_have_the_same_key(alike):
+    assert name_key(alike) == "admin"
+
+
+@pytest.mark.parametrize("one,other", [
+    ("ann lee", "ANN\u3000 LEE"), ("\u00e9l\u00e8ve", "e\u0301le\u0300ve"),
+    ("stra\u00dfe", "STRASSE"),
+    ("\ufb01le", "file"), ("\U0001f469\u200d\U0001f4bb", "\U0001f469\U0001f4bb"),
+])
+def test_keys_ignore_width_case_composition_and_spacing(one, other):
+    assert name_key(one) == name_key(other)
+
+
+@pytest.mark.parametrize("one,other", [
+    ("admin", "adm\u00edn"), ("ann", "anne"), ("ann lee", "annlee")])
+def test_names_that_look_different_have_different_keys(one, other):
+    assert name_key(one) != name_key(other)
 
 
 # -- messages ---------------------------------------------------------------------
@@ -164,9 +251,37 @@ def test_a_message_refuses_unpaired_surrogates():
         "the message contains an unpaired surrogate (invalid UTF-16)")
 
 
-@pytest.mark.parametrize("value", ["\u200b", "\u200b\n\u200b", "\ufeff\u2060", "\u0301\u0301"])
+@pytest.mark.parametrize("value", [
+    "\u200b", "\u200b\n\u200b", "\ufeff\u2060", "\u0301\u0301", "\u3164", "\u2800"])
 def test_a_message_needs_a_visible_character(value):
     assert refusal(check_message, value) == "the message has no visible character"
+
+
+@pytest.mark.parametrize("value", [
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467",          # ZWJ: one family emoji
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",      # ZWNJ in Persian
+    "\u05e9\u05dc\u05d5\u05dd 123\u200f!",                 # RLM in Hebrew
+    "\u0645\u0631\u062d\u0628\u0627 \u061c(1)",              # ALM in Arabic
+    "see \u2067\u05e9\u05dc\u05d5\u05dd\u2069 here",       # an isolate
+    "ad\u200bmin, hyphen\u00adation, \ufeffBOM",            # invisible but harmless
+    "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # Scotland
+])
+def test_a_message_keeps_the_invisible_characters_real_text_needs(value):
+    assert check_message(value) == value
+
+
+@pytest.mark.parametrize("value,character", [
+    ("\u202aa", "U+202A (LEFT-TO-RIGHT EMBEDDING)"),
+    ("\u202ba", "U+202B (RIGHT-TO-LEFT EMBEDDING)"),
+    ("a\u202c", "U+202C (POP DIRECTIONAL FORMATTING)"),
+    ("\u202dabc", "U+202D (LEFT-TO-RIGHT OVERRIDE)"),
+    ("pay 1\u202e0001", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+])
+def test_a_message_refuses_bidirectional_embeddings_and_overrides(value, character):
+    assert refusal(check_message, value) == (
+        f"the message contains the bidirectional control {character}, which can make it "
+        "read differently from what was sent; for right-to-left text use the marks "
+        "U+200E and U+200F, or the isolates U+2066 to U+2069")
 
 
 # -- message ids --------------------------------------------------------------------

@@ -47,6 +47,14 @@ def header_of(widget: ChatWidget) -> str:
     return widget._header.value
 
 
+def bdi(html_text: str) -> str:
+    """How a widget shows a user's text (already escaped) inside other text."""
+    return f'<bdi dir="auto">{html_text}</bdi>'
+
+
+TEXT = '<div class="chatlab-text" dir="auto">'
+
+
 async def test_click_sends_the_text_box_to_everyone(user):
     ann, bob = await user("ann"), await user("bob")
     ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
@@ -54,7 +62,7 @@ async def test_click_sends_the_text_box_to_everyone(user):
     ann_box.text.value = "hello, bob"
     ann_box.send_button.click()
     await bob.wait_for_message(user="ann", text="hello, bob")
-    assert '<div class="chatlab-meta">ann</div><div class="chatlab-text">hello, bob</div>' \
+    assert f'<div class="chatlab-meta">{bdi("ann")}</div>{TEXT}hello, bob</div>' \
         in messages_of(bob_box)
     assert "chatlab-mine" not in messages_of(bob_box)
 
@@ -190,8 +198,9 @@ async def test_users_list_shows_everyone_and_shrinks_on_disconnect(user):
     ann_box, bob_box = ChatWidget(ann), ChatWidget(bob)
     await ann.wait_for_users(names=["ann", "bob"])
     assert "Active users (2)" in users_of(ann_box)
-    assert '<li>ann <span class="chatlab-you">(you)</span></li><li>bob</li>' in users_of(ann_box)
-    assert '<li>ann</li><li>bob <span class="chatlab-you">(you)</span></li>' in users_of(bob_box)
+    you = '<span class="chatlab-you">(you)</span>'
+    assert f'<li>{bdi("ann")} {you}</li><li>{bdi("bob")}</li>' in users_of(ann_box)
+    assert f'<li>{bdi("ann")}</li><li>{bdi("bob")} {you}</li>' in users_of(bob_box)
 
     await bob.disconnect()
     await ann.wait_for_users(names=["ann"])
@@ -212,13 +221,14 @@ async def test_header_follows_the_connection_state(chat_server):
     assert [h.split("chatlab-state-")[1].split('"')[0] for h in seen] == ["connecting", "connected"]
 
     await ann.add_user("ann")
-    assert '<span class="chatlab-name">ann</span>' in header_of(box)
+    assert f'<span class="chatlab-name">{bdi("ann")}</span>' in header_of(box)
     await ann.join("lab")
-    assert '<span class="chatlab-tag">#lab</span>' in header_of(box)
+    assert f'<span class="chatlab-tag">#{bdi("lab")}</span>' in header_of(box)
 
     await ann.disconnect()
     assert ">disconnected<" in header_of(box)
-    assert '<span class="chatlab-name">ann</span>' in header_of(box), "the name stays on show"
+    assert f'<span class="chatlab-name">{bdi("ann")}</span>' in header_of(box), \
+        "the name stays on show"
     assert repr(box) == "ChatWidget('ann')"
 
 
@@ -249,10 +259,11 @@ async def test_names_and_messages_are_escaped_everywhere(user, raw):
     # and in each place a user's text is shown
     chat_bob = page(widgets[1])
     assert "&lt;img src=x onerror=alert(1)&gt;</div>" in messages_of(widgets[1])
-    assert "<li>&lt;script&gt;alert(1)&lt;/script&gt;</li>" in users_of(widgets[1])
-    assert ">&lt;script&gt;alert(1)&lt;/script&gt;</span>" in header_of(widgets[0])
-    assert "#&lt;script&gt;alert(1" in header_of(widgets[0])
-    assert "#&lt;script&gt;alert(1" in messages_of(widgets[0])
+    assert f"<li>{bdi('&lt;script&gt;alert(1)&lt;/script&gt;')}</li>" in users_of(widgets[1])
+    assert f'<span class="chatlab-name">{bdi("&lt;script&gt;alert(1)&lt;/script&gt;")}</span>' \
+        in header_of(widgets[0])
+    assert f"#{bdi('&lt;script&gt;alert(1)&lt;/sc')}" in header_of(widgets[0])
+    assert f"#{bdi('&lt;script&gt;alert(1)&lt;/sc')}" in messages_of(widgets[0])
     assert "⚠ " in chat_bob and "&lt;script&gt;" in widgets[1]._status.value
     assert "&lt;script&gt;" in widgets[2].children[1].value, "the log's title"
 
@@ -265,13 +276,15 @@ async def test_event_log_shows_in_and_out_with_escaped_data(user, raw):
 
     rows = log_box._rows.value
     assert '<span class="chatlab-time">  0.000s</span> <span class="chatlab-in">←</span> ' \
-        '<span class="chatlab-event">connect</span></div>' in rows
+        f'<span class="chatlab-event">{bdi("connect")}</span></div>' in rows
     # sent as the text and the client's own id for the message
-    out = ('<span class="chatlab-out">→</span> <span class="chatlab-event">message</span> '
-           '[&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,&quot;')
+    event, data = f'<span class="chatlab-event">{bdi("message")}</span>', \
+        '<bdi class="chatlab-data" dir="ltr">'
+    out = (f'<span class="chatlab-out">→</span> {event} '
+           f'{data}[&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,&quot;')
     assert out in rows
-    assert ('<span class="chatlab-in">←</span> <span class="chatlab-event">message</span> '
-            '{&quot;message&quot;:&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,'
+    assert (f'<span class="chatlab-in">←</span> {event} '
+            f'{data}{{&quot;message&quot;:&quot;&lt;img src=x onerror=alert(1)&gt;&quot;,'
             '&quot;user&quot;:&quot;ann&quot;,') in rows
     assert rows.index(out) < rows.rindex("chatlab-in"), "newest at the bottom"
 
@@ -283,7 +296,7 @@ async def test_event_log_shows_in_and_out_with_escaped_data(user, raw):
     await zoe.wait_for("private")
     rows = zoe_box._rows.value
     assert rows.count('class="chatlab-row"') == 2, "only the newest `limit` rows"
-    assert ">users</span>" in rows and ">private</span>" in rows and ">adduser<" not in rows
+    assert ">users</bdi>" in rows and ">private</bdi>" in rows and ">adduser<" not in rows
 
 
 def test_event_data_is_compact_and_cut():
@@ -295,6 +308,76 @@ def test_event_data_is_compact_and_cut():
     assert len(long) == 120 and long.endswith("…")
 
 
+def test_event_data_shows_invisible_characters_as_escapes():
+    assert compact_json(("pay 1\u202e0001",)) == '"pay 1\\u202e0001"'
+    assert compact_json(({"ad\u200bmin": "\U000e0041"},)) == '{"ad\\u200bmin":"\\udb40\\udc41"}'
+    shalom = "\u05e9\u05dc\u05d5\u05dd \U0001f600"  # kept as it is
+    assert compact_json((shalom,)) == f'"{shalom}"'
+
+
+# -- right-to-left text and text that does not fit ------------------------------------
+
+RTL_NAME = "\u05d3\u05e0\u05d9 <b>"        # Hebrew, then markup
+RTL_TEXT = "\u05e9\u05dc\u05d5\u05dd <i>x</i>"
+RTL_ROOM = "\u05dc\u05d1"
+
+
+async def test_names_and_messages_keep_their_direction_apart_and_stay_escaped(user):
+    dani, bob = await user(RTL_NAME), await user("bob")
+    await dani.join(RTL_ROOM)
+    await bob.join(RTL_ROOM)
+    dani_box, bob_box = ChatWidget(dani), ChatWidget(bob)
+    await dani.send(RTL_TEXT)
+    await dani.send("to the room", room=RTL_ROOM)
+    await dani.send("just you", to="bob")
+    await bob.wait_for_message(text="just you")
+
+    name = bdi("\u05d3\u05e0\u05d9 &lt;b&gt;")
+    text = "\u05e9\u05dc\u05d5\u05dd &lt;i&gt;x&lt;/i&gt;"
+    shown = messages_of(bob_box)
+    assert f'<div class="chatlab-meta">{name}</div>{TEXT}{text}</div>' in shown
+    assert f'<span class="chatlab-tag">#{bdi(RTL_ROOM)}</span>' in shown
+    assert f'<span class="chatlab-tag">direct to {bdi("bob")}</span>' in shown
+    assert f"<li>{name}</li>" in users_of(bob_box)
+    assert f'<li>{name} <span class="chatlab-you">(you)</span></li>' in users_of(dani_box)
+    assert f'<span class="chatlab-name">{name}</span>' in header_of(dani_box)
+    for raw_text in (RTL_NAME, RTL_TEXT, "<b>", "<i>"):
+        assert raw_text not in page(bob_box) + page(dani_box)
+
+
+def css_rule(selector: str) -> str:
+    """The declarations of every rule of the widgets' stylesheet whose
+    selectors include ``selector``, in order."""
+    from chatlab.widgets import _STYLE
+
+    bodies = []
+    for rule in _STYLE.split("}"):
+        selectors, _, body = rule.partition("{")
+        if selector in [part.strip() for part in selectors.split(",")]:
+            bodies.append(" ".join(body.split()))
+    assert bodies, f"no rule for {selector}"
+    return " ".join(bodies)
+
+
+def test_the_stylesheet_caps_messages_and_cuts_stacked_marks():
+    text = css_rule(".chatlab-text")
+    assert "max-height: 16em" in text and "overflow: auto" in text, "a long message scrolls"
+    assert "overflow-wrap: anywhere" in text and "unicode-bidi: plaintext" in text
+    for selector in (".chatlab-name", ".chatlab-meta", ".chatlab-users li", ".chatlab-row"):
+        assert "overflow: clip" in css_rule(selector), selector
+
+
+async def test_the_event_log_isolates_and_escapes_what_was_sent(user, raw):
+    zoe = await raw("zoe")
+    log_box = EventLogWidget.for_client(zoe)
+    await zoe.emit("adduser", "\u202ezoe")  # refused by the server; logged as sent
+    await zoe.wait_for("error")
+    rows = log_box._rows.value
+    assert "\u202e" not in rows
+    assert ('<bdi class="chatlab-data" dir="ltr">&quot;\\u202ezoe&quot;</bdi>') in rows
+    assert f'<span class="chatlab-event">{bdi("adduser")}</span>' in rows
+
+
 async def test_room_and_direct_messages_are_marked(user):
     ann, bob = await user("ann"), await user("bob")
     bob_box = ChatWidget(bob)
@@ -304,10 +387,10 @@ async def test_room_and_direct_messages_are_marked(user):
     await ann.send("just for you", to="bob")
     await bob.wait_for_message(text="just for you")
     shown = messages_of(bob_box)
-    assert 'ann<span class="chatlab-tag">#lab</span></div><div class="chatlab-text">to the lab' \
+    assert f'{bdi("ann")}<span class="chatlab-tag">#{bdi("lab")}</span></div>{TEXT}to the lab' \
         in shown
-    assert ('ann<span class="chatlab-tag">direct to bob</span></div>'
-            '<div class="chatlab-text">just for you') in shown
+    assert (f'{bdi("ann")}<span class="chatlab-tag">direct to {bdi("bob")}</span></div>'
+            f'{TEXT}just for you') in shown
 
 
 async def test_only_the_newest_messages_are_shown(user):

@@ -11,7 +11,10 @@
 // or a reconnection.
 //
 // Every piece of text that came from a user is put on the page with
-// textContent, never as HTML, so nobody can inject markup into the page.
+// textContent, never as HTML, so nobody can inject markup into the page;
+// and in an element of its own that isolates its direction (<bdi>, or
+// dir=auto with unicode-bidi in chat.css), so that a right-to-left name or
+// a stray bidirectional control cannot reorder the text around it.
 "use strict";
 
 (() => {
@@ -45,9 +48,27 @@
     return node;
   }
 
-  function setState(state, text) {
+  /** A user's text (a name, a room) inside other text: a <bdi>, whose
+   * direction is its own (dir=auto) and kept apart from its neighbours'. */
+  function isolated(text, className) {
+    const node = element("bdi", className, text);
+    node.dir = "auto";
+    return node;
+  }
+
+  /** `label` followed by a user's text, isolated (e.g. "to " and a name). */
+  function labelled(tag, className, label, text) {
+    const node = element(tag, className, label);
+    node.append(isolated(text));
+    return node;
+  }
+
+  /** The connection state: `text`, then the user's name if given. */
+  function setState(state, text, name) {
     ui.state.dataset.state = state;
-    ui.state.textContent = text;
+    const label = element("span", "label", text); // one flex item, name and all
+    if (name !== undefined) label.append(isolated(name, "name"));
+    ui.state.replaceChildren(label);
   }
 
   function showNotice(text) {
@@ -152,7 +173,7 @@
   }
 
   function showConnected() {
-    if (joined()) setState("connected", `connected as ${me.name}`);
+    if (joined()) setState("connected", "connected as ", me.name);
     else setState("connected", "connected");
   }
 
@@ -184,16 +205,20 @@
   function messageItem(data, mine) {
     const item = element("li", mine ? "message mine" : "message");
     const meta = element("div", "meta");
-    meta.append(element("span", "sender", String(data.user ?? "?")));
-    if (data.room != null) meta.append(element("span", "tag", `in ${data.room}`));
-    if (data.to != null) meta.append(element("span", "tag", `to ${data.to}`));
+    meta.append(isolated(String(data.user ?? "?"), "sender"));
+    if (data.room != null) meta.append(labelled("span", "tag", "in ", String(data.room)));
+    if (data.to != null) meta.append(labelled("span", "tag", "to ", String(data.to)));
     if (Number.isInteger(data.offset)) item.dataset.offset = String(data.offset);
     // A message from the history arrives now but was sent earlier, at a
     // time the server does not say: better no time than a wrong one.
     const fromHistory = Number.isInteger(data.offset) && historyLast !== null &&
       data.offset <= historyLast;
     if (!fromHistory) meta.append(timeNow());
-    item.append(meta, element("p", "text", String(data.message ?? "")));
+    // dir=auto: a right-to-left message reads from the right. Its height is
+    // capped in chat.css, with a scroll bar of its own (nothing is cut).
+    const text = element("p", "text", String(data.message ?? ""));
+    text.dir = "auto";
+    item.append(meta, text);
     return item;
   }
 
@@ -223,7 +248,8 @@
   function renderUsers(names) {
     lastUsers = names;
     const items = names.map((name) => {
-      const item = element("li", "user", name);
+      const item = element("li", "user");
+      item.append(isolated(name, "name"));
       if (joined() && name === me.name) {
         item.classList.add("me");
         item.append(element("span", "you", " (you)"));
@@ -326,7 +352,13 @@
     if (refused === "missing" || refused === "wrong") {
       needToken = true;
       setState("disconnected", refused === "wrong" ? "wrong token" : "this chat needs a token");
-      if (refused === "wrong") showNotice("The server refused the token; check it and try again.");
+      if (refused === "wrong") {
+        // After too many wrong tokens the server says how long to wait.
+        const wait = err.data.retryAfter;
+        showNotice(Number.isFinite(wait)
+          ? `${err.message}.`
+          : "The server refused the token; check it and try again.");
+      }
       updateForms();
       ui.token.focus();
       return;
