@@ -6,6 +6,7 @@ import aiohttp
 import pytest
 
 from chatlab import ChatServer
+from chatlab.hosts import TrustedProxies
 from chatlab.origins import origin_policy
 
 pytestmark = pytest.mark.integration
@@ -36,8 +37,17 @@ def test_the_page_s_own_origin_is_allowed_behind_a_proxy():
     assert check("https://hub.example.org", proxied)
     assert check("http://hub.example.org", proxied)
     assert not check("https://evil.example.org", proxied)
+
+
+def test_a_forwarded_host_counts_only_from_a_trusted_proxy():
+    # Anyone can send X-Forwarded-Host (a rebinding page too); with no
+    # trusted proxy, or no peer known to be one, the Host header decides.
     forwarded = {"HTTP_HOST": "127.0.0.1:5000", "HTTP_X_FORWARDED_HOST": "lab.test:8888"}
-    assert check("http://lab.test:8888", forwarded)
+    assert not origin_policy()("http://lab.test:8888", forwarded)
+    trusting = origin_policy(trusted_proxies=TrustedProxies(["127.0.0.1"]))
+    assert not trusting("http://lab.test:8888", forwarded)
+    assert trusting("http://127.0.0.1:5000", forwarded)  # still a local page
+    # Over a real connection from a trusted proxy: tests/test_hosts.py.
 
 
 def test_extra_origins_and_star():
