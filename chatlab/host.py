@@ -25,7 +25,7 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, Mapping, Protocol
 
 import socketio
 from aiohttp import web
@@ -55,6 +55,17 @@ _running: dict[str, "RunningServer"] = {}
 
 class PortInUseError(OSError):
     """The fixed port asked for is already taken by another program."""
+
+
+class Listener(Protocol):
+    """How a server takes its connections, when not as aiohttp does by
+    default: options for its ``web.AppRunner``, and the site that listens.
+    The chat server's :class:`chatlab.connections.ConnectionGuard` is one."""
+
+    @property
+    def runner_options(self) -> Mapping[str, Any]: ...
+
+    def site(self, runner: web.AppRunner, host: str, port: int) -> web.BaseSite: ...
 
 
 @dataclass
@@ -138,6 +149,7 @@ class RunningServer:
         quiet: bool,
         report_errors: bool,
         shutdown_timeout: float,
+        listener: Listener | None = None,
     ) -> None:
         self.sio = sio
         self.app = app
@@ -154,7 +166,9 @@ class RunningServer:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=shutdown_timeout,
+            **(listener.runner_options if listener is not None else {}),
         )
+        self._listener = listener
         self._loop = asyncio.get_running_loop()
         self._stop_lock = asyncio.Lock()
         self._stopped = False
@@ -177,7 +191,8 @@ class RunningServer:
 
     async def _start(self, port: int) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, port)
+        site = web.TCPSite(self._runner, self.host, port) if self._listener is None \
+            else self._listener.site(self._runner, self.host, port)
         try:
             await site.start()
         except OSError as exc:
@@ -430,6 +445,7 @@ def serve(
     quiet: bool = True,
     report_errors: bool = True,
     shutdown_timeout: float = 1.0,
+    listener: Listener | None = None,
 ) -> _Serving:
     """Start ``sio`` on the running event loop and return its handle.
 
@@ -449,6 +465,8 @@ def serve(
         ``chatlab`` logger, with its traceback). Either way it is kept in
         ``server.errors``; pass False when the caller reports them itself.
     :param shutdown_timeout: seconds ``stop()`` grants open HTTP connections.
+    :param listener: how to take connections (a :class:`Listener`); the
+        chat server's limits them. By default, as aiohttp does.
 
     Use ``server = await serve(sio)`` or ``async with serve(sio) as server:``.
     """
@@ -481,6 +499,7 @@ def serve(
             quiet=quiet,
             report_errors=report_errors,
             shutdown_timeout=shutdown_timeout,
+            listener=listener,
         )
         sio.attach(server.app)
         await server._start(port)
