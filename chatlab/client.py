@@ -294,7 +294,6 @@ class ChatClient:
         ``auth`` (e.g. ``{"token": ...}``) is sent with every connection,
         with where this client's history ends added to it."""
         self._loop = asyncio.get_running_loop()
-        _compat.allow_long_polling_payloads()  # catching up over polling: many in one body
         self._auth = auth
         self.state = "connecting"
         self._refusal = None

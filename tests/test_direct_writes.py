@@ -80,9 +80,8 @@ async def test_broadcasts_mixed_with_single_emits_and_acks_arrive_in_order(serve
     """Broadcasts, an emit to one client and acknowledged calls, all at
     once; the polling-then-websocket client upgrades in the middle of it."""
     sio, server, connect = served
-    # A long poll here carries hundreds of packets; python-engineio's client
-    # takes 16 unless raised, as the chat's own clients raise it.
-    chatlab._compat.allow_long_polling_payloads()
+    # Hundreds of packets wait for each polling client: each long poll
+    # carries 16 of them (chatlab.outbox), all python-engineio takes.
     clients = [await connect(f"c{i}", transports) for i in range(4)]
     sids = [client.get_sid() for client in clients]
     count = 600

@@ -7,7 +7,9 @@ one by one in docs/benchmarks.md).
 - :mod:`.fanout`: a broadcast puts one encoded packet in each recipient's
   queue in turn, instead of a task per recipient.
 - :mod:`.direct_writes`: a packet for an idle websocket is written to its
-  socket at once, instead of waking engineio's writer task.
+  socket at once, instead of waking engineio's writer task (the queue is
+  still the chat's bounded :class:`~chatlab.outbox.Outbox`, and what is
+  written counts in it until the socket has sent it).
 - :mod:`.compression`: websocket compression refused, as in Node.
 - :mod:`.users_list`: in a chat of 100 users or more, one users list per
   burst of joins and leaves.

@@ -24,14 +24,13 @@ websocket is its own.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from typing import Any
 
-from aiohttp import web
 from engineio import packet as eio_packet
 
-from .. import _compat
+from .. import _compat, outbox
+from ..outbox import Outbox
 
 __all__ = ["DirectQueue", "frame_of", "install"]
 
@@ -69,18 +68,15 @@ def frame_of(pkt: eio_packet.Packet) -> bytes:
     return frame
 
 
-class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """An engineio connection's queue that writes past an idle writer."""
+class DirectQueue(Outbox):
+    """An engineio connection's :class:`~chatlab.outbox.Outbox` that writes
+    past an idle writer. What it writes straight to the socket counts in
+    :meth:`~chatlab.outbox.Outbox.unsent` while the socket's transport
+    holds it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._socket: Any = None  # the engineio socket, once on a websocket
-        self._ws: web.WebSocketResponse | None = None
-        self._transport: asyncio.Transport | None = None
         self._writer_waiting = False
-
-    def attach(self, socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
-        self._socket, self._ws, self._transport = socket, ws, transport
 
     async def get(self) -> Any:
         # Only the writer reads a websocket connection's queue (once a
@@ -115,25 +111,21 @@ class DirectQueue(asyncio.Queue):  # type: ignore[type-arg]
         return (
             self._writer_waiting
             and self.empty()
+            and not self.closed
             and _compat.socket_is_open_websocket(self._socket)
-            and not ws.closed  # type: ignore[union-attr]
-            and not ws.compress  # type: ignore[union-attr]
+            and not ws.closed
+            and not ws.compress
             and not transport.is_closing()  # type: ignore[union-attr]
             and transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT  # type: ignore[union-attr]
         )
 
 
-def _attach(socket: Any, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
-    # Each connection's queue learns where its websocket writes once it is open.
-    queue = getattr(socket, "queue", None)
-    if isinstance(queue, DirectQueue):
-        queue.attach(socket, ws, transport)
-
-
 def install(eio: Any) -> bool:
-    """Give the connections ``eio`` makes from now on the direct way; False
-    (and the writer's way for every packet) where engineio has no seam."""
-    if _compat.set_websocket_class(eio, _compat.websocket_class_telling(_attach)) is None:
+    """Give the connections ``eio`` makes from now on the direct way (with
+    the bound :func:`chatlab.outbox.install` gave them, if any); False (and
+    the writer's way for every packet) where engineio has no seam."""
+    if _compat.set_websocket_class(
+            eio, _compat.websocket_class_telling(outbox.on_websocket_open)) is None:
         return False
-    eio.create_queue = DirectQueue
+    outbox.use_queue_class(eio, DirectQueue)
     return True
