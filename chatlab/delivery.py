@@ -10,6 +10,16 @@ carries its ``offset``. On every connection the server first sends
 any other client gets the ``history`` most recent ones. A message sent
 again under the same message id (a retry after a lost acknowledgement) is
 acknowledged with its first offset, and not stored or sent again.
+
+Replay is bounded and never holds up the others. One (re)connection is sent
+at most ``limits.replay`` of the messages stored before it connected: when
+it missed more, ``history``'s ``after`` is where its replay starts, above
+the offset it sent, so it can tell that older ones were not sent. The
+messages go out a page at a time, each only once the connection has read
+most of what it was sent before (:func:`chatlab.outbox.room_to_send`), and
+the lock that orders live messages is held only for the last, short page
+and the step into the live room: a client that never reads holds on to
+little, and live messages keep flowing while a long replay is under way.
 """
 
 from __future__ import annotations
@@ -19,14 +29,21 @@ from typing import Any
 
 import socketio
 
-from .store import MessageStore
-from .validation import Refused, check_resume
+from .outbox import room_to_send
+from .store import MessageStore, StoredMessage
+from .validation import Limits, Refused, check_resume
 
-__all__ = ["Delivery", "LIVE_ROOM"]
+__all__ = ["Delivery", "LAST_PAGE", "LIVE_ROOM", "PAGE"]
 
 # The connections that have had their history and now get public messages
 # as they are sent. Not a chat room (no prefix), so no client can join it.
 LIVE_ROOM = "chatlab:live"
+
+# How many stored messages a replay fetches at a time, and the most it sends
+# while holding the order lock (the last few, then the step into the live
+# room), which also keeps that part under a connection's outgoing bound.
+PAGE = 100
+LAST_PAGE = 10
 
 
 class Delivery:
@@ -35,15 +52,25 @@ class Delivery:
     :param sio: the server that sends them.
     :param store: where they are kept.
     :param history: how many recent messages a new client is sent.
+    :param limits: ``limits.replay`` is the most messages one (re)connection
+        is sent from the history (new clients included).
+    :param page: how many stored messages a replay fetches at a time.
+    :param last_page: the most it sends while live messages wait.
     """
 
-    def __init__(self, sio: socketio.AsyncServer, store: MessageStore, history: int) -> None:
+    def __init__(self, sio: socketio.AsyncServer, store: MessageStore, history: int,
+                 limits: Limits = Limits(), *, page: int = PAGE,
+                 last_page: int = LAST_PAGE) -> None:
         self.sio = sio
         self.store = store
         self.history = history
+        self.limits = limits
+        self.page = page
+        self.last_page = last_page
         # Held while a message is stored and sent, and while a connection is
-        # sent its history, so every client sees the messages in offset order,
-        # each once, with no gap between its history and the live ones.
+        # sent the last of its history and enters the live room, so every
+        # client sees the messages in offset order, each once, with no gap
+        # between its history and the live ones.
         self.order = asyncio.Lock()
         # What each connecting client said it has seen, until it has had
         # its history, and an event set once it has.
@@ -102,21 +129,52 @@ class Delivery:
     async def _catch_up(self, sid: str) -> None:
         chat, seen = self._resume.pop(sid, (None, None))
         await self.open()  # open already, unless served without ChatServer.serve()
-        if chat != self._chat_id or seen is None or seen > self._last:
+        last = self._last
+        if chat != self._chat_id or seen is None or seen > last:
             # A new client, or offsets from another history (a server
             # restarted without a database file): the recent messages.
-            seen = max(0, self._last - self.history)
-        await self.sio.emit(
-            "history", {"chat": self._chat_id, "after": seen, "last": self._last}, to=sid)
-        async with self.order:
-            # Everything stored since, including what was sent to the others
-            # while this connection waited for the lock (none: no trip to
-            # the store's thread, which a connection would otherwise pay).
-            missed = await self.store.after(seen) if seen < self._last else []
-            for message in missed:
-                await self.sio.emit("message", message.payload(), to=sid)
-            if self.sio.manager.is_connected(sid, "/"):
-                await self.sio.enter_room(sid, LIVE_ROOM)
+            seen = last - self.history
+        # Never more than `replay` of them, nor any the store has let go
+        # of: `after` says where they start.
+        seen = max(0, seen, last - self.limits.replay, self.store.dropped_until(last))
+        await self.sio.emit("history", {"chat": self._chat_id, "after": seen, "last": last},
+                            to=sid)
+        while True:
+            if self._last - seen > self.last_page:
+                # The bulk, without the order lock: live messages go on to
+                # the others meanwhile, and this one gets them after these.
+                page = await self.store.after(seen, self.page)
+                if page:
+                    sent = await self._send_page(sid, page)
+                    if sent is None:
+                        return  # gone
+                    seen = sent
+                    continue
+            if not await room_to_send(self.sio, sid):
+                return  # gone
+            async with self.order:
+                # The rest, short unless more came while this waited for the
+                # lock (no trip to the store's thread when there is none),
+                # then the live room: no message can be sent in between.
+                rest = await self.store.after(seen, self.last_page) if seen < self._last else []
+                for message in rest:
+                    await self.sio.emit("message", message.payload(), to=sid)
+                if rest:
+                    seen = rest[-1].offset
+                if len(rest) == self.last_page and seen < self._last:
+                    continue  # there are more: on without the lock
+                if self.sio.manager.is_connected(sid, "/"):
+                    await self.sio.enter_room(sid, LIVE_ROOM)
+                return
+
+    async def _send_page(self, sid: str, page: list[StoredMessage]) -> int | None:
+        """Send ``page`` to ``sid``, each message once it has room for it;
+        return the last offset sent, or None if the connection is gone."""
+        for message in page:
+            if not await room_to_send(self.sio, sid):
+                return None
+            await self.sio.emit("message", message.payload(), to=sid)
+        return page[-1].offset
 
     async def publish(self, user: str, sid: str, text: str,
                       message_id: str | None) -> dict[str, Any]:

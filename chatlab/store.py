@@ -9,22 +9,47 @@ SQLite (the standard library's ``sqlite3``) blocks while it works, so every
 call runs on the store's own single thread, which also keeps them in order.
 The database lives in memory unless a file path is given; a file keeps the
 history (and the chat's id) across server restarts.
+
+Bounds: an in-memory store keeps the ``kept`` newest messages (10,000 by
+default) and lets the oldest go, so a long-running chat does not grow
+without end; offsets still count on and are never reused, and a message
+id is remembered only as long as its message is kept. A file keeps every
+message. One store at a time may use a database file: while one has it
+open (from its first use until :meth:`MessageStore.close`), another, in
+this process or in another one, raises :class:`DatabaseInUseError`, since
+two chat servers numbering messages in one file would both hand out the
+same offsets to clients that cannot tell them apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-__all__ = ["MessageStore", "StoredMessage"]
+try:
+    import fcntl
+except ImportError:  # Windows: only stores of this process are kept apart
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["DatabaseInUseError", "MessageStore", "StoredMessage"]
 
 T = TypeVar("T")
+
+# The database files the stores of this process have open, by (device,
+# inode), so a second store is refused before it opens a descriptor of its
+# own to lock: closing any descriptor of a file drops every POSIX lock this
+# process holds on it, the first store's SQLite locks included.
+_files_in_use: set[tuple[int, int]] = set()
+_files_lock = threading.Lock()  # each store opens on a thread of its own
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chat (
@@ -44,6 +69,27 @@ CREATE TABLE IF NOT EXISTS messages (
 """
 
 
+class DatabaseInUseError(sqlite3.OperationalError):
+    """Another chat server is using this database file; it has to stop
+    (or this one needs another file) before this one can start."""
+
+
+class _Claim:
+    """A database file held by one store: its identity, and the descriptor
+    that holds its flock() (None where there is no flock())."""
+
+    def __init__(self, file: tuple[int, int], fd: int | None) -> None:
+        self.file = file
+        self.fd = fd
+
+    def release(self) -> None:
+        with _files_lock:
+            if self.fd is not None:
+                os.close(self.fd)  # which ends the flock() too
+                self.fd = None
+            _files_in_use.discard(self.file)
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     offset: int
@@ -61,15 +107,28 @@ class StoredMessage:
 class MessageStore:
     """Public chat messages in SQLite (``path`` ``":memory:"`` by default).
 
+    :param path: a database file, or ``":memory:"`` for a history that ends
+        with the store.
+    :param kept: how many messages an in-memory store keeps (the oldest go
+        first); a file keeps them all.
+
     ``chat_id`` names this history: offsets from another store (a server
     restarted without a file) mean nothing here, and clients can tell.
+    A file is this store's alone from its first use until :meth:`close`
+    (see :class:`DatabaseInUseError`).
     """
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", *, kept: int = 10_000) -> None:
+        if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
+            raise ValueError("kept must be a whole number of messages, 1 or more")
         self.path = str(path)
+        self.kept = kept
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatlab-store")
         self._db: sqlite3.Connection | None = None
         self._chat_id: str | None = None
+        # Lets go of the database file: on close(), or if the store is
+        # dropped without one (a notebook variable assigned again).
+        self._release: Callable[[], Any] = lambda: None
 
     @property
     def in_memory(self) -> bool:
@@ -89,13 +148,41 @@ class MessageStore:
         # stored message is on disk before anyone is told about it.
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
+            if not self.in_memory:
+                self._claim()
             db.executescript(SCHEMA)
             db.execute("INSERT OR IGNORE INTO chat VALUES ('id', ?)", (uuid.uuid4().hex,))
             (self._chat_id,) = db.execute("SELECT value FROM chat WHERE key = 'id'").fetchone()
-        except sqlite3.Error:
+        except BaseException:
             db.close()
+            self._release()
             raise
         self._db = db
+
+    def _claim(self) -> None:
+        """Make the database file (which connecting created) this store's
+        alone, or raise :class:`DatabaseInUseError`."""
+        with _files_lock:
+            info = os.stat(self.path)
+            file = (info.st_dev, info.st_ino)
+            if file in _files_in_use:
+                raise DatabaseInUseError(
+                    f"another chatlab server in this process is using {self.path}; "
+                    f"stop it first (await server.stop()), or give this one another file")
+            fd = None
+            if fcntl is not None:
+                # flock(), not SQLite's own locks: readers (the sqlite3 shell,
+                # a notebook cell) may still look at the file meanwhile.
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise DatabaseInUseError(
+                        f"another chatlab server is using {self.path}; stop it first, "
+                        f"or give this one another file") from None
+            _files_in_use.add(file)
+        self._release = weakref.finalize(self, _Claim(file, fd).release)
 
     async def chat_id(self) -> str:
         """This history's id (made when the database was created)."""
@@ -120,10 +207,21 @@ class MessageStore:
                 "INSERT INTO messages (message_id, user, sender, text, stored_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (message_id, user, sender, text, time.time()))
-            assert cursor.lastrowid is not None
-            return StoredMessage(cursor.lastrowid, user, sender, text), True
+            offset = cursor.lastrowid
+            assert offset is not None
+            if self.in_memory and offset > self.kept:
+                # Only this store writes here, so offsets have no gaps: this
+                # keeps the `kept` newest (normally deleting just one).
+                db.execute("DELETE FROM messages WHERE offset <= ?", (offset - self.kept,))
+            return StoredMessage(offset, user, sender, text), True
 
         return await self._run(add)
+
+    def dropped_until(self, last: int) -> int:
+        """The newest offset this store has let go of, when ``last`` is its
+        newest (0 when it has all of them): an in-memory store keeps the
+        ``kept`` newest, and only it numbers them, so there is no gap."""
+        return max(0, last - self.kept) if self.in_memory else 0
 
     async def last_offset(self) -> int:
         """The newest message's offset (0 when there is none)."""
@@ -132,12 +230,14 @@ class MessageStore:
 
         return await self._run(last)
 
-    async def after(self, offset: int) -> list[StoredMessage]:
-        """Every message with a greater offset than ``offset``, oldest first."""
+    async def after(self, offset: int, limit: int | None = None) -> list[StoredMessage]:
+        """The messages with a greater offset than ``offset``, oldest first:
+        all of them, or the first ``limit``."""
         def after(db: sqlite3.Connection) -> list[StoredMessage]:
             rows = db.execute(
                 "SELECT offset, user, sender, text FROM messages "
-                "WHERE offset > ? ORDER BY offset", (offset,))
+                "WHERE offset > ? ORDER BY offset LIMIT ?",
+                (offset, -1 if limit is None else limit))  # -1: no limit
             return [StoredMessage(*row) for row in rows]
 
         return await self._run(after)
@@ -147,14 +247,16 @@ class MessageStore:
             lambda db: db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     async def close(self) -> None:
-        """Close the database file (it opens again when next used). An
-        in-memory store keeps its history: closing it would lose it."""
+        """Close the database file and let go of it, so another server may
+        use it (this store opens it again when next used). An in-memory
+        store keeps its history: closing it would lose it."""
         if self.in_memory:
             return
 
         def close(db: sqlite3.Connection) -> None:
             db.close()
             self._db = None
+            self._release()
 
         if self._db is not None:
             await self._run(close)

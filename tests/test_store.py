@@ -1,16 +1,19 @@
 """chatlab.store: the message store on its own, in memory and in a file:
-offsets handed out once, message ids stored once, a history's id."""
+offsets handed out once, message ids stored once, a history's id, the
+in-memory store's bound, and one store at a time per database file.
+(tests/test_store_lock.py: the same file from another process.)"""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
 
-from chatlab.store import MessageStore, StoredMessage
-from chatlab.validation import check_resume
+from chatlab.store import DatabaseInUseError, MessageStore, StoredMessage
+from chatlab.validation import Limits, check_resume
 
 pytestmark = pytest.mark.unit
 
@@ -164,3 +167,120 @@ async def test_closing_a_store_never_used_is_harmless(db):
     assert not db.exists()
     assert await store.count() == 0
     await store.close()
+
+
+async def test_after_with_a_limit_gives_the_first_ones(store):
+    for n in range(5):
+        await store.add("ann", "sid-a", f"m{n}")
+    assert [m.offset for m in await store.after(0, 2)] == [1, 2]
+    assert [m.offset for m in await store.after(3, 10)] == [4, 5]
+    assert await store.after(5, 2) == []
+
+
+# -- the in-memory store's bound ----------------------------------------------
+
+async def test_an_in_memory_store_keeps_the_newest_kept_messages():
+    store = MessageStore(kept=3)
+    for n in range(1, 6):
+        assert (await store.add("ann", "sid-a", f"m{n}", f"id-{n}"))[0].offset == n
+    assert await store.count() == 3
+    assert [m.offset for m in await store.after(0)] == [3, 4, 5], "the oldest go"
+    assert await store.last_offset() == 5
+    assert store.dropped_until(5) == 2
+    # Offsets count on; an id is remembered as long as its message is kept.
+    assert (await store.add("ann", "sid-a", "m6"))[0].offset == 6
+    assert (await store.add("ann", "sid-a", "m5 again", "id-5"))[1] is False
+    again, new = await store.add("ann", "sid-a", "m1 again", "id-1")
+    assert (again.offset, new) == (7, True)
+    assert [m.offset for m in await store.after(0)] == [5, 6, 7]
+
+
+async def test_the_default_bound_is_the_limits_one():
+    assert MessageStore().kept == Limits().kept == 10_000
+
+
+async def test_a_file_keeps_every_message(db):
+    store = MessageStore(db, kept=2)
+    try:
+        for n in range(4):
+            await store.add("ann", "sid-a", f"m{n}")
+        assert await store.count() == 4 and store.dropped_until(4) == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kept", [0, -1, 1.5, True, None])
+def test_a_bound_must_be_a_whole_number_of_messages(kept):
+    with pytest.raises(ValueError, match="kept must be a whole number"):
+        MessageStore(kept=kept)
+
+
+# -- one store per database file ----------------------------------------------
+
+async def test_a_second_store_on_an_open_file_is_refused_until_the_first_closes(db):
+    first, second = MessageStore(db), MessageStore(db)
+    await first.add("ann", "sid-a", "one")
+    with pytest.raises(DatabaseInUseError) as refused:
+        await second.count()
+    assert str(refused.value) == (
+        f"another chatlab server in this process is using {db}; stop it first "
+        f"(await server.stop()), or give this one another file")
+    assert isinstance(refused.value, sqlite3.OperationalError)
+    assert await first.count() == 1, "the first store goes on as before"
+    await first.close()
+    try:
+        assert [m.text for m in await second.after(0)] == ["one"]
+        with pytest.raises(DatabaseInUseError):
+            await first.count()  # now it is the second's
+    finally:
+        await second.close()
+    assert await first.count() == 1, "closed, the file is free again"
+    await first.close()
+
+
+async def test_a_file_in_use_can_still_be_read(db):
+    store = MessageStore(db)
+    try:
+        await store.add("ann", "sid-a", "readable")
+        reader = sqlite3.connect(db)
+        try:
+            assert reader.execute("SELECT text FROM messages").fetchall() == [("readable",)]
+        finally:
+            reader.close()
+        assert (await store.add("ann", "sid-a", "still writable"))[0].offset == 2
+    finally:
+        await store.close()
+
+
+async def test_the_same_file_by_another_path_is_the_same_file(db, tmp_path):
+    (tmp_path / "link.db").symlink_to(db)
+    first, second = MessageStore(db), MessageStore(tmp_path / "link.db")
+    await first.count()
+    try:
+        with pytest.raises(DatabaseInUseError):
+            await second.count()
+    finally:
+        await first.close()
+
+
+async def test_in_memory_stores_and_other_files_are_not_in_each_others_way(tmp_path):
+    stores = [MessageStore(), MessageStore(), MessageStore(tmp_path / "a.db"),
+              MessageStore(tmp_path / "b.db")]
+    try:
+        for store in stores:
+            await store.add("ann", "sid-a", "hello")
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_store_dropped_without_closing_lets_go_of_the_file(db):
+    store = MessageStore(db)
+    await store.add("ann", "sid-a", "one")
+    del store  # as when a notebook variable is assigned again
+    gc.collect()
+    again = MessageStore(db)
+    try:
+        assert await again.count() == 1
+    finally:
+        await again.close()
