@@ -8,6 +8,7 @@ clients with awaitable waits (:class:`ChatClient`) and their widgets
 
 from .chat_server import ChatServer
 from .client import ChatClient, ChatRefused, Message, disconnect_all
+from .connections import ConnectionLimits
 from .events import EventLog, LogEntry
 from .fast import FastPaths
 from .recording import RecordingClient, shutdown_all as _shutdown_recording_clients
@@ -20,6 +21,7 @@ __all__ = [
     "ChatClient",
     "ChatRefused",
     "ChatServer",
+    "ConnectionLimits",
     "EventLog",
     "FastPaths",
     "HandlerError",

@@ -18,17 +18,21 @@ import logging
 from typing import Any, Awaitable, Callable
 
 import engineio
-import engineio.payload
 import socketio
 
 __all__ = [
     "CHECKED",
     "abort_connections",
-    "allow_long_polling_payloads",
+    "drop_connection",
+    "gate_messages",
     "handle_unreadable_packets",
+    "on_connection_closed",
     "on_final_disconnect",
+    "polling_packet_limit",
+    "read_bodies_from",
     "restart_service_task",
     "set_websocket_class",
+    "sid_of_queue",
     "websocket_class_telling",
     "socket_is_open_websocket",
     "socket_queue",
@@ -148,23 +152,6 @@ def restart_service_task(eio: engineio.AsyncServer) -> None:
 
 # -- the chat server (chatlab.chat_server) ------------------------------------
 
-def allow_long_polling_payloads(packets: int = 4096) -> None:
-    """Let one long-polling body carry up to ``packets`` packets.
-
-    python-engineio refuses a body of more than 16 packets, on both sides:
-    a client catching up on history over polling drops the connection and
-    starts again forever, and a browser's batch of 17 quick emits is lost.
-    Node's Engine.IO has no such count (a body's size is bounded by
-    ``max_http_buffer_size`` all the same). The limit is a class attribute,
-    so this is process-wide: only the chat server and ``ChatClient`` ask
-    for it, never :func:`chatlab.serve` for a learner's server.
-    """
-    payload = engineio.payload.Payload
-    if not hasattr(payload, "max_decode_packets"):
-        return  # no limit to raise
-    payload.max_decode_packets = max(payload.max_decode_packets, packets)
-
-
 def handle_unreadable_packets(sio: socketio.AsyncServer,
                               refuse: Callable[[str, BaseException], Awaitable[None]]) -> None:
     """Call ``refuse(eio_sid, exc)`` when a client sends a packet the server
@@ -189,6 +176,33 @@ def handle_unreadable_packets(sio: socketio.AsyncServer,
             await refuse(eio_sid, exc)
 
     sio.eio.on("message", handle_eio_message)  # engineio's public way to set it
+
+
+def gate_messages(sio: socketio.AsyncServer,
+                  gate: Callable[[str, Any, Dispatch], Awaitable[None]]) -> bool:
+    """Hand every message a client sends ``sio`` to ``gate(eio_sid, data,
+    handle)`` first, before anything decodes it: ``handle(eio_sid, data)``
+    is the server's own handling (python-socketio's, with what chatlab
+    wrapped around it), which the gate awaits, or not, to drop the message.
+
+    engineio calls its one "message" handler for each message, inline
+    (python-socketio turns engineio's tasks off), and keeps it in
+    ``handlers``, which has no public getter. Missing: returns False, and
+    nothing is gated (:mod:`chatlab.guards` then judges the rate limit
+    after decoding).
+    """
+    handlers = getattr(sio.eio, "handlers", None)
+    original = handlers.get("message") if isinstance(handlers, dict) else None
+    if original is None:
+        _missing("AsyncServer.handlers",
+                 "events over the rate limit are refused after decoding, not before")
+        return False
+
+    async def gated_message(eio_sid: str, data: Any) -> None:
+        await gate(eio_sid, data, original)
+
+    sio.eio.on("message", gated_message)
+    return True
 
 
 # -- fast paths (chatlab.fast) ------------------------------------------------
@@ -252,3 +266,131 @@ def socket_is_open_websocket(socket: Any) -> bool:
     return (getattr(socket, "upgraded", False) is True
             and getattr(socket, "upgrading", True) is False
             and getattr(socket, "closing", True) is False)
+
+
+# -- bounded outgoing queues (chatlab.outbox) ---------------------------------
+
+def sid_of_queue(eio: engineio.AsyncServer, queue: Any) -> str | None:
+    """The engineio id of the connection whose outgoing queue is ``queue``
+    (None when there is none): engineio makes the queue before the
+    connection has an id, and keeps its connections in
+    ``AsyncServer.sockets``. Missing: a long-polling connection whose
+    queue is over its bound is not found, and is not sent away."""
+    sockets = getattr(eio, "sockets", None)
+    if not isinstance(sockets, dict):
+        _missing("AsyncServer.sockets", "a polling client that does not read is not sent away")
+        return None
+    for eio_sid, socket in list(sockets.items()):
+        if getattr(socket, "queue", None) is queue:
+            return eio_sid
+    return None
+
+
+async def drop_connection(eio: engineio.AsyncServer, eio_sid: str) -> None:
+    """Close one connection without a goodbye packet, as a lost connection
+    ends (see :func:`abort_connections`): its disconnect handlers run now,
+    with the reason "server disconnect", and its client reconnects by
+    itself. engineio's public ``disconnect()`` sends a goodbye and waits for
+    the connection's queue to be written, which never happens for a client
+    that does not read. Missing: the connection is left to its websocket
+    closing or its ping timeout."""
+    socket = getattr(eio, "sockets", {}).get(eio_sid)
+    reason = getattr(getattr(eio, "reason", None), "SERVER_DISCONNECT", None)
+    if not callable(getattr(socket, "close", None)) or reason is None:
+        _missing("AsyncSocket.close",
+                 "a client that does not read is disconnected only when its socket closes")
+        return
+    await socket.close(wait=False, abort=True, reason=reason)
+
+
+def on_connection_closed(eio: engineio.AsyncServer, closed: Callable[[str], None]) -> None:
+    """Call ``closed(eio_sid)`` as soon as engineio starts closing a
+    connection, whichever side or timeout closes it, before its disconnect
+    handler runs. engineio keeps one handler per event in ``handlers``
+    (python-socketio's is the ``disconnect`` one); this wraps it, as
+    :func:`handle_unreadable_packets` wraps ``message``. Missing: a
+    :func:`chatlab.outbox.room_to_send` waiting on a polling connection
+    that its client closed wakes up when the client's next poll fails."""
+    handlers = getattr(eio, "handlers", None)
+    original = handlers.get("disconnect") if isinstance(handlers, dict) else None
+    if original is None:
+        _missing("AsyncServer.handlers", "waits for room on a closed polling connection end late")
+        return
+    if asyncio.iscoroutinefunction(original):
+        async def disconnect(eio_sid: str, *args: Any) -> Any:
+            closed(eio_sid)
+            return await original(eio_sid, *args)
+    else:
+        def disconnect(eio_sid: str, *args: Any) -> Any:  # type: ignore[misc]
+            closed(eio_sid)
+            return original(eio_sid, *args)
+    eio.on("disconnect", disconnect)
+
+
+# -- request bodies (chatlab.hardening) ---------------------------------------
+
+def read_bodies_from(eio: engineio.AsyncServer,
+                     body_of: Callable[[Any], bytes | None]) -> bool:
+    """Make ``eio`` take an aiohttp request's body from ``body_of(request)``
+    when that returns bytes (the body chatlab has already read, to check
+    its size, its packets and how long it took), instead of reading it
+    again from the request's stream, where it no longer is.
+
+    engineio's aiohttp driver turns a request into a WSGI environ with
+    ``AsyncServer._async['translate_request']`` and then reads
+    ``CONTENT_LENGTH`` bytes of its ``wsgi.input``: a chunked body, which
+    has no length, it reads as empty and answers 200. The table is the
+    driver's, shared by every server, so only this one server gets a copy
+    with the new function. Returns whether it could. Missing: bodies cannot
+    be read before engineio, so a body's size is known only from its
+    Content-Length, its packets are not counted, a slow one has no deadline
+    but aiohttp's, and a chunked one is refused (411) rather than lost.
+    """
+    import inspect
+
+    table = getattr(eio, "_async", None)
+    translate = table.get("translate_request") if isinstance(table, dict) else None
+    if translate is None or inspect.iscoroutinefunction(translate):
+        _missing("AsyncServer._async['translate_request']",
+                 "request bodies are checked by their Content-Length only")
+        return False
+    translate = getattr(translate, "__wrapped__", translate)  # set again: replaced, not nested
+
+    def translate_request(request: Any) -> dict[str, Any]:
+        environ = translate(request)
+        body = body_of(request)
+        if body is not None:
+            environ["wsgi.input"] = _ReadBody(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return environ
+
+    translate_request.__wrapped__ = translate  # type: ignore[attr-defined]
+    eio._async = {**table, "translate_request": translate_request}
+    return True
+
+
+class _ReadBody:
+    """A body already read, as the stream engineio reads it from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self, size: int = -1) -> bytes:
+        taken = self._body if size < 0 else self._body[:size]
+        self._body = self._body[len(taken):]
+        return taken
+
+
+def polling_packet_limit() -> int | None:
+    """The most packets engineio decodes from one long-polling body
+    (``engineio.payload.Payload.max_decode_packets``, 16 by default, for
+    the whole process); ``None`` when it has no such limit. It refuses a
+    body with more by raising ValueError, which its request handler logs
+    with a traceback and answers 200, so the packets are lost without a
+    word to the client. Missing: chatlab does not count packets, and
+    engineio has no limit to refuse them with.
+    """
+    import engineio.payload
+
+    limit = getattr(engineio.payload.Payload, "max_decode_packets", None)
+    return limit if isinstance(limit, int) else None

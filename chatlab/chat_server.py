@@ -3,8 +3,8 @@
 :class:`ChatServer` puts together the handlers (:mod:`chatlab.chat`), the
 message store and delivery (:mod:`chatlab.delivery`), the wire-level
 defences (:mod:`chatlab.hardening`), the allowed origins
-(:mod:`chatlab.origins`) and the browser page (``web/``), and, when asked,
-the speed-ups of :mod:`chatlab.fast`.
+(:mod:`chatlab.origins`) and host names (:mod:`chatlab.hosts`), the browser
+page (``web/``), and, when asked, the speed-ups of :mod:`chatlab.fast`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from typing import Any, Iterable
 import socketio
 from aiohttp import web
 
-from . import _compat, hardening
+from . import hardening, outbox
 from .chat import ChatNamespace
+from .connections import ConnectionGuard, ConnectionLimits
 from .delivery import Delivery
 from .fast import FastPaths
-from .host import RunningServer, serve as serve_sio
+from .host import RunningServer, running_servers, serve as serve_sio
+from .hosts import (
+    TRUSTED_PROXIES, AllowedHosts, TrustedProxies, default_allowed_hosts, refuse_foreign_hosts)
 from .origins import origin_policy
-from .store import MessageStore
+from .store import DatabaseInUseError, MessageStore
 from .validation import Limits
 
 __all__ = ["ChatServer", "WEB_DIR", "CLIENT_FILE", "CLIENT_PATH"]
@@ -40,8 +43,21 @@ class ChatServer:
 
     :param cors_origins: origins allowed besides the page this server serves
         and pages on localhost / 127.0.0.1 (``"*"`` allows all).
+    :param allowed_hosts: host names (or IP addresses) the server answers to
+        besides its own (localhost, loopback addresses, the address it
+        listens on and the one a connection arrived on); a request to any
+        other is refused (403), which keeps out pages that point a name of
+        their own at this machine (DNS rebinding). ``["*"]`` answers every
+        host. The default (None) is ``["*"]`` on a JupyterHub, where the
+        browser reaches the server through the hub's proxy under the hub's
+        name, and none elsewhere. See :mod:`chatlab.hosts`.
+    :param trusted_proxies: IP addresses or networks of proxies whose
+        ``X-Forwarded-Host`` and ``X-Forwarded-For`` headers are believed
+        (none by default: from anyone else they are ignored).
     :param limits: the longest name, message and room name accepted, how
         fast each connection may send events, and the largest packet.
+    :param connections: how long a connection may take to send its request
+        and how many the server holds at once (see :mod:`chatlab.connections`).
     :param token: when given, a client must connect with ``auth={"token":
         token}``; others are refused with a ``ConnectionRefusedError``.
     :param db: where messages are stored: a SQLite file path, or
@@ -62,7 +78,10 @@ class ChatServer:
         self,
         *,
         cors_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] | None = None,
+        trusted_proxies: Iterable[str] = (),
         limits: Limits = Limits(),
+        connections: ConnectionLimits = ConnectionLimits(),
         token: str | None = None,
         db: str | Path = ":memory:",
         history: int = 50,
@@ -73,25 +92,37 @@ class ChatServer:
             raise ValueError("the token must be a non-empty string (or None for no token)")
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError("history must be a whole number of messages, 0 or more")
+        for option, value in (("allowed_hosts", allowed_hosts),
+                              ("trusted_proxies", trusted_proxies)):
+            if isinstance(value, str):
+                raise TypeError(f"{option} takes a list, e.g. {option}=[{value!r}]")
+        self.allowed_hosts = AllowedHosts(
+            default_allowed_hosts() if allowed_hosts is None else allowed_hosts)
+        self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.fast = FastPaths() if fast is True else fast or None
         self.limits = limits
-        self.store = MessageStore(db)
+        self.connections = ConnectionGuard(connections)
+        self.store = MessageStore(db, kept=limits.kept)
         server_options.setdefault("max_http_buffer_size", limits.http_buffer_size)
         manager = self.fast.client_manager() if self.fast else None
         if manager is not None:
             server_options.setdefault("client_manager", manager)
         self.sio = socketio.AsyncServer(
-            async_mode="aiohttp", cors_allowed_origins=origin_policy(cors_origins),
+            async_mode="aiohttp",
+            cors_allowed_origins=origin_policy(cors_origins, self.trusted_proxies),
             **server_options)
         hardening.close_on_unreadable_packets(self.sio)
-        # Catching up over long-polling sends many packets in one body.
-        _compat.allow_long_polling_payloads()
-        self.delivery = Delivery(self.sio, self.store, history)
+        # A client that does not read is sent away, not queued for without end.
+        outbox.install(self.sio, limits.outgoing_buffer)
+        self.delivery = Delivery(self.sio, self.store, history, limits)
         announcer = self.fast.users_announcer(self.sio, self.names) if self.fast else None
         self.namespace = ChatNamespace(
             self.delivery, limits=limits, token=token,
             announce_users=announcer.changed if announcer is not None else None)
         self.sio.register_namespace(self.namespace)
+        # Last, so that it sees each message first: refusals over the rate
+        # limit cost next to nothing, and a flood closes its connection.
+        hardening.gate_events(self.sio, self.namespace)
 
     @property
     def users(self) -> dict[str, str]:
@@ -117,7 +148,13 @@ class ChatServer:
     def make_app(self) -> web.Application:
         """An aiohttp app that serves the chat page at ``/`` (Socket.IO is
         attached to it by :func:`chatlab.host.serve`)."""
-        app = web.Application(middlewares=[hardening.refuse_oversized_requests(self.sio)])
+        app = web.Application(middlewares=[
+            self.connections.middleware,  # every request, even one refused, has arrived
+            # Before the body checks: a page on a foreign host name learns nothing.
+            refuse_foreign_hosts(self.allowed_hosts, self.trusted_proxies),
+            hardening.check_request_bodies(self.sio, timeout=self.connections.limits.body_timeout),
+        ])
+        app[TRUSTED_PROXIES] = self.trusted_proxies  # for chatlab.hosts.client_address
 
         async def index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "index.html")
@@ -142,6 +179,16 @@ class ChatServer:
                     quiet: bool = True) -> RunningServer:
         """Start the chat and its page on the running loop (see
         :func:`chatlab.host.serve`); the page is at the returned ``url``."""
-        await self.delivery.open()
+        self.allowed_hosts.add_listening_address(host)
+        try:
+            await self.delivery.open()
+        except DatabaseInUseError:
+            old = running_servers().get(name)
+            if old is None:
+                raise
+            # A re-run cell: the chat this one replaces (which serve_sio
+            # would stop next) lets go of the database file first.
+            await old.stop()
+            await self.delivery.open()
         return await serve_sio(self.sio, name=name, host=host, port=port,
-                               app=self.make_app(), quiet=quiet)
+                               app=self.make_app(), quiet=quiet, listener=self.connections)

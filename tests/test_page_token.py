@@ -80,6 +80,24 @@ async def test_the_page_asks_for_the_token_and_joins_with_it(context, locked_cha
         await bob.disconnect()
 
 
+async def test_after_too_many_wrong_tokens_the_page_says_how_long_to_wait(
+        context, locked_chat) -> None:
+    page = await open_page(context, locked_chat.url)
+    await expect(page.locator("#state")).to_have_text("this chat needs a token")
+    # A few wrong tokens are free; then the server locks this address out
+    # for a while, and says for how long.
+    for attempt in range(1, 7):
+        await page.locator("#token").fill(f"guess {attempt}")
+        await page.get_by_role("button", name="Connect").click()
+        await expect(page.locator("#token-form")).to_be_visible()
+        await expect(page.locator("#state")).to_have_text("wrong token")
+        if attempt < 6:
+            await expect(page.locator("#notice-text")).to_contain_text("refused the token")
+            await page.locator("#notice-text").evaluate("node => node.textContent = ''")
+    await expect(page.locator("#notice-text")).to_have_text(
+        "too many wrong tokens; try again in 1 s.")
+
+
 async def test_without_a_token_server_the_page_never_asks(context) -> None:
     chat = ChatServer()
     running = await chat.serve(name="open-chat")

@@ -1,11 +1,13 @@
-"""chatlab.ratelimit: a token bucket on a clock the test steps by hand, so
-every refill and every retry_after is an exact number."""
+"""chatlab.ratelimit: token buckets, a connection's allowance and the
+wrong-token lockout, on a clock the test steps by hand, so every refill,
+every retry_after and every lockout is an exact number."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatlab.ratelimit import TokenBucket, Unlimited, bucket_for
+from chatlab.ratelimit import (
+    Allowance, TokenBucket, Unlimited, Verdict, WrongTokens, allowance_for, bucket_for)
 
 pytestmark = pytest.mark.unit
 
@@ -134,3 +136,136 @@ def test_other_rates_get_a_token_bucket():
     assert isinstance(bucket, TokenBucket)
     assert (bucket.rate, bucket.burst) == (3, 2)
     assert takes(bucket, 3) == 2
+
+
+# -- Allowance: one refusal per wait, and closing a flood --------------------
+
+PASS, REFUSE, DROP, CLOSE = Verdict.PASS, Verdict.REFUSE, Verdict.DROP, Verdict.CLOSE
+
+
+def test_over_the_limit_the_first_event_is_refused_and_the_rest_dropped_until_the_wait_ends(clock):
+    allowance = Allowance(rate=4, burst=3, clock=clock)
+    assert [allowance.judge() for _ in range(5)] == [PASS, PASS, PASS, REFUSE, DROP]
+    assert allowance.retry_after() == 0.25, "the time to the next token"
+    clock.advance(0.125)
+    assert allowance.judge() is DROP, "still within the wait it was told"
+    clock.advance(0.125)
+    assert allowance.judge() is PASS, "a client that waits as told gets through"
+    assert allowance.judge() is REFUSE, "a new wait, told again"
+    assert allowance.retry_after() == 0.25
+
+
+def test_the_wait_told_is_rounded_up_to_the_hundredth(clock):
+    allowance = Allowance(rate=3, burst=1, clock=clock)
+    assert allowance.judge() is PASS
+    assert allowance.judge() is REFUSE
+    assert allowance.retry_after() == 0.34  # a third of a second, rounded up
+    clock.advance(0.34)
+    assert allowance.judge() is PASS
+
+
+def test_a_flood_is_closed_after_as_many_refusals_as_the_limit_lets_through(clock):
+    allowance = Allowance(rate=20, burst=40, clock=clock)
+    verdicts = [allowance.judge() for _ in range(1000)]  # all at once
+    assert verdicts[:40] == [PASS] * 40
+    assert verdicts[40] is REFUSE
+    assert verdicts[41:80] == [DROP] * 39
+    assert verdicts[80:] == [CLOSE] * 920, "the 81st closes it, and it stays closed"
+    assert allowance.closed
+    clock.advance(3600)
+    assert allowance.judge() is CLOSE
+
+
+def test_twice_the_limit_is_never_closed(clock):
+    allowance = Allowance(rate=8, burst=4, clock=clock)
+    verdicts = []
+    for _ in range(80):  # ten seconds, 16 events a second
+        verdicts += [allowance.judge(), allowance.judge()]
+        clock.advance(0.125)
+    assert CLOSE not in verdicts
+    assert verdicts.count(PASS) == 4 + 79, "the burst, then the rate"
+    assert verdicts.count(REFUSE) >= 1
+
+
+def test_refusals_come_back_at_the_rate_too(clock):
+    allowance = Allowance(rate=2, burst=2, clock=clock)
+    assert [allowance.judge() for _ in range(4)] == [PASS, PASS, REFUSE, DROP]
+    clock.advance(1)  # two events' tokens, and two refusals' tokens
+    assert [allowance.judge() for _ in range(5)] == [PASS, PASS, REFUSE, DROP, CLOSE]
+
+
+def test_no_limit_lets_everything_pass():
+    allowance = allowance_for(0, 5)
+    assert isinstance(allowance, Unlimited)
+    assert {allowance.judge() for _ in range(10_000)} == {PASS}
+    assert isinstance(allowance_for(3, 2), Allowance)
+
+
+# -- WrongTokens: slowing down a guesser --------------------------------------
+
+
+def test_the_first_wrong_tokens_cost_nothing_then_the_lockout_doubles(clock):
+    tokens = WrongTokens(clock=clock)
+    for _ in range(4):
+        tokens.wrong("10.0.0.1")
+        assert tokens.locked_for("10.0.0.1") == 0
+    lockouts = []
+    for _ in range(12):
+        tokens.wrong("10.0.0.1")
+        lockouts.append(tokens.locked_for("10.0.0.1"))
+        clock.advance(lockouts[-1])  # the guesser waits each lockout out
+    assert lockouts == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+
+
+def test_a_lockout_counts_down(clock):
+    tokens = WrongTokens(free=1, first=8, clock=clock)
+    tokens.wrong("a")
+    clock.advance(2.5)
+    assert tokens.locked_for("a") == 5.5
+    clock.advance(5.5)
+    assert tokens.locked_for("a") == 0
+
+
+def test_other_addresses_are_not_affected(clock):
+    tokens = WrongTokens(free=1, clock=clock)
+    tokens.wrong("10.0.0.1")
+    assert tokens.locked_for("10.0.0.1") == 1
+    assert tokens.locked_for("10.0.0.2") == 0
+
+
+def test_a_right_token_clears_the_count(clock):
+    tokens = WrongTokens(free=2, clock=clock)
+    tokens.wrong("a")
+    tokens.right("a")
+    tokens.wrong("a")
+    assert tokens.locked_for("a") == 0, "one wrong token since the right one"
+    assert len(tokens) == 1
+
+
+def test_an_address_is_forgotten_after_a_quiet_spell(clock):
+    tokens = WrongTokens(free=2, forget=900, clock=clock)
+    tokens.wrong("a")
+    clock.advance(900)
+    tokens.wrong("a")
+    assert tokens.locked_for("a") == 0, "the count started again"
+    clock.advance(900)
+    tokens.wrong("b")
+    assert len(tokens) == 1, "a forgotten address is dropped"
+
+
+def test_at_most_so_many_addresses_are_kept(clock):
+    tokens = WrongTokens(free=1, addresses=3, clock=clock)
+    for n in range(5):
+        tokens.wrong(f"10.0.0.{n}")
+        clock.advance(0.5)
+    assert len(tokens) == 3
+    assert tokens.locked_for("10.0.0.0") == 0, "the oldest is forgotten first"
+    assert tokens.locked_for("10.0.0.4") == 0.5
+
+
+@pytest.mark.parametrize("options", [
+    {"free": 0}, {"first": 0}, {"first": 10, "longest": 5}, {"longest": 1000, "forget": 10},
+    {"addresses": 0}])
+def test_a_lockout_needs_sensible_numbers(options):
+    with pytest.raises(ValueError, match="WrongTokens needs"):
+        WrongTokens(**options)
