@@ -1,7 +1,8 @@
 """chatlab's benchmark: the chatlab chat server against the Node.js reference.
 
-    .venv/bin/python bench/run.py              # the full run (about 10 minutes)
+    .venv/bin/python bench/run.py              # the full run (about 10 minutes, then 3 of hostile clients)
     .venv/bin/python bench/run.py --quick      # a smoke run: tiny sizes, 1 round
+    .venv/bin/python bench/run.py --hostile    # only the hostile clients (bench/hostile.py)
 
 Installs the pinned npm packages (``npm ci --prefix bench`` and
 ``--prefix tests/js``) if they are missing, then for each round and each
@@ -11,7 +12,9 @@ other (A B A B ...), runs the load generator (``bench/loadgen.mjs``) against
 each, and kills the server. The load generator reads the server's CPU time
 and memory from /proc at the start and end of the measured phase. After the
 rounds, a table gives the median of each figure, the chatlab/Node ratio and
-the issue's target. Everything runs on 127.0.0.1; every wait is bounded.
+the issue's target. Then the hostile clients of ``bench/hostile.py`` (one
+round; ``--no-hostile`` skips them, ``--hostile`` runs only them), with
+a table of their own. Everything runs on 127.0.0.1; every wait is bounded.
 
 This is a measurement, not a test: it exits 0 whether or not the targets are
 met (1 only if a scenario could not run at all).
@@ -161,12 +164,13 @@ class Server:
     """A chat server subprocess: started, its URL read from its ready line,
     and killed (it is thrown away after one scenario)."""
 
-    def __init__(self, kind: str, command: list[str], timeout: float = 60) -> None:
+    def __init__(self, kind: str, command: list[str], timeout: float = 60, *,
+                 cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.command = command
         self.log = b""
         self.proc = subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
         lines: queue.Queue[bytes | None] = queue.Queue()
@@ -425,7 +429,17 @@ def main(argv: list[str] | None = None) -> int:
                              "--loadgen-arg=--no-deflate (repeatable)")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every raw result to this file")
+    parser.add_argument("--hostile", action="store_true",
+                        help="run only the hostile-client scenarios (bench/hostile.py)")
+    parser.add_argument("--no-hostile", action="store_true",
+                        help="skip the hostile-client scenarios")
+    parser.add_argument("--hostile-rounds", type=int, default=1,
+                        help="rounds of the hostile-client scenarios (default 1)")
+    import hostile  # bench/ is on sys.path
+    hostile.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.hostile and args.no_hostile:
+        parser.error("--hostile and --no-hostile exclude each other")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
 
@@ -443,13 +457,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     scenarios = [s for s in SCENARIOS if s.name in wanted]
+    if args.hostile:
+        scenarios, args.rounds, args.no_kernel = [], 0, True
 
     started = datetime.datetime.now(datetime.timezone.utc)
     info = versions(node)
-    print(f"chatlab benchmark, {started:%Y-%m-%d %H:%M} UTC, {args.rounds} round(s)"
+    if args.hostile:  # the only chatlab server is the one of --chatlab-tree
+        info["chatlab commit"] = hostile.tree_commit(args.chatlab_tree)
+    rounds = "hostile clients only" if args.hostile else f"{args.rounds} round(s)"
+    print(f"chatlab benchmark, {started:%Y-%m-%d %H:%M} UTC, {rounds}"
           f"{' (quick)' if args.quick else ''}, load average {loadavg()}")
     print("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"  chatlab server: {shlex.join(chatlab_cmd)}")
+    if scenarios or not args.no_kernel:
+        print(f"  chatlab server: {shlex.join(chatlab_cmd)}")
     results = Results()
     for round_number in range(1, args.rounds + 1):
         for scenario in scenarios:
@@ -488,11 +508,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  round {round_number} {'kernel':9} {'chatlab':8} "
                   f"{time.monotonic() - t0:5.1f} s  {kernel_summary(kernel)}", flush=True)
 
-    print()
-    print(report(results, args.online_limit))
-    print()
-    print("Every delivery counted (all runs):")
-    print(integrity(results))
+    if results.runs or results.kernel:
+        print()
+        print(report(results, args.online_limit))
+        print()
+        print("Every delivery counted (all runs):")
+        print(integrity(results))
+    hostile_results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if not args.no_hostile:
+        print(f"\nHostile clients ({args.hostile_rounds} round(s)): chatlab server "
+              f"`python -m chatlab serve --port 0` from {args.chatlab_tree.resolve()} "
+              f"(commit {hostile.tree_commit(args.chatlab_tree)}), Node.js "
+              f"{NODE_SERVER.relative_to(ROOT)} 0", flush=True)
+        hostile_results = hostile.run_hostile(
+            args, node, args.hostile_rounds, args.quick, log=lambda line: print(line, flush=True))
+        print()
+        print(hostile.report(hostile_results))
     finished = datetime.datetime.now(datetime.timezone.utc)
     print(f"\n{(finished - started).total_seconds() / 60:.1f} minutes; "
           f"load average at the end {loadavg()}")
@@ -501,9 +532,12 @@ def main(argv: list[str] | None = None) -> int:
             "started": started.isoformat(), "versions": info, "args": vars(args) | {"json": str(args.json)},
             "runs": [{"scenario": s, "server": k, "results": r} for (s, k), r in results.runs.items()],
             "kernel": results.kernel,
+            "hostile": [{"scenario": s, "server": k, "results": r}
+                        for (s, k), r in hostile_results.items()],
         }, indent=1, default=str))
-    failed = all("error" in r for runs in results.runs.values() for r in runs) and results.runs
-    return 1 if failed else 0
+    every = [r for runs in results.runs.values() for r in runs]
+    every += [r for runs in hostile_results.values() for r in runs]
+    return 1 if every and all("error" in r for r in every) else 0
 
 
 def summary(kind: str, result: dict[str, Any]) -> str:
