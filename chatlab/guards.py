@@ -18,7 +18,7 @@ gate, this namespace judges the rate itself, the same way, after decoding.
 
 It also lets in only clients with the right token, when there is one, and
 slows down an address that keeps sending wrong ones
-(:class:`chatlab.ratelimit.WrongTokens`).
+(:class:`chatlab.ratelimit.Lockout`).
 
 It does all this in ``trigger_event``, the method python-socketio documents
 for custom dispatching, so the handlers stay as plain as the lessons'.
@@ -36,11 +36,13 @@ import socketio
 
 from .hosts import client_address
 from .protocol import CLIENT_EVENTS, argument_problem
-from .ratelimit import Allowance, Unlimited, Verdict, WrongTokens, allowance_for
+from .ratelimit import Allowance, Unlimited, Verdict, Lockout, allowance_for
 from .validation import Limits, Refused, describe
 
 __all__ = [
+    "AddressRefused",
     "ECHO",
+    "FLOOD_LOCKED",
     "GuardedNamespace",
     "TOKEN_LOCKED",
     "TOKEN_NEEDED",
@@ -57,6 +59,10 @@ logger = logging.getLogger("chatlab")
 TOKEN_NEEDED = "this chat needs a token"
 TOKEN_WRONG = "wrong token"
 TOKEN_LOCKED = "too many wrong tokens; try again in {seconds} s"
+# The message of a connect from an address whose connection was closed for
+# flooding, sent with {"retryAfter": seconds}.
+FLOOD_LOCKED = ("this address's last connection was closed for flooding; "
+                "try again in {seconds} s")
 
 # python-socketio hands a client's event named like these to the handler
 # the server keeps for the connection itself: a client sending "disconnect"
@@ -83,6 +89,11 @@ def echo(name: str) -> str:
 class TokenRefused(socketio.exceptions.ConnectionRefusedError):
     """A connection refused for its token: missing, wrong, or from an
     address locked out for sending too many wrong ones."""
+
+
+class AddressRefused(socketio.exceptions.ConnectionRefusedError):
+    """A connection refused for its address: locked out for a while after
+    its connection was closed for flooding."""
 
 
 class Gate(Protocol):
@@ -115,7 +126,12 @@ class GuardedNamespace(socketio.AsyncNamespace):
         self.limits = limits
         self.token = token
         self.gate: Gate | None = None
-        self.wrong_tokens = WrongTokens()
+        self.wrong_tokens = Lockout()
+        # An address whose connection was closed for flooding is refused for
+        # 2 s, then 4 s, ... up to 5 minutes: reconnecting at once for a
+        # fresh burst (and a fresh history) cost the others more than the
+        # flood itself.
+        self.flooded = Lockout(free=1, first=2.0, longest=300.0, forget=900.0)
         # One allowance per connection let in, dropped when it leaves, so
         # the dict never outgrows the connections.
         self._allowances: dict[str, Allowance | Unlimited] = {}
@@ -135,6 +151,8 @@ class GuardedNamespace(socketio.AsyncNamespace):
         except _Dropped:
             return self.server.not_handled  # no acknowledgement
         except _Flooding:
+            environ = self.server.get_environ(sid, self.namespace)
+            self.closed_for_flooding(sid, client_address(environ) if environ else None)
             await self.emit("error", {"event": None, "reason": self.flood_reason()}, to=sid)
             await self.disconnect(sid)
             return self.server.not_handled
@@ -142,14 +160,34 @@ class GuardedNamespace(socketio.AsyncNamespace):
     async def _connect(self, sid: str, environ: dict[str, Any], *rest: Any) -> Any:
         address = _connecting_from.set(client_address(environ))
         try:
+            self._check_address(_connecting_from.get())
             return await super().trigger_event("connect", sid, environ, *rest)
-        except TokenRefused:
+        except (TokenRefused, AddressRefused):
             eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
             if self.gate is not None and eio_sid is not None:
                 self.gate.token_refused(eio_sid, environ)
             raise
         finally:
             _connecting_from.reset(address)
+
+    def _check_address(self, address: str | None) -> None:
+        if address is None:
+            return
+        locked = self.flooded.locked_for(address)
+        if locked > 0:
+            seconds = math.ceil(locked)
+            raise AddressRefused(FLOOD_LOCKED.format(seconds=seconds), {"retryAfter": seconds})
+
+    def closed_for_flooding(self, sid: str, address: str | None) -> None:
+        """The connection ``sid`` from ``address`` is being closed for
+        flooding: say so in the log, and lock its address out for a while."""
+        if address is not None:
+            self.flooded.wrong(address)
+        logger.warning(
+            "chatlab: closed connection %s from %s: it kept sending events after being "
+            "told to wait (more than twice its rate limit); connects from there are "
+            "refused for %d s", sid, address or "an unknown address",
+            math.ceil(self.flooded.locked_for(address)) if address is not None else 0)
 
     def _check(self, event: Any, sid: str, args: tuple[Any, ...]) -> None:
         if not isinstance(event, str):
@@ -213,7 +251,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
 
         During a connect, an address that has sent too many wrong tokens
         is refused for a while without its token being compared (see
-        :class:`~chatlab.ratelimit.WrongTokens`). Raises
+        :class:`~chatlab.ratelimit.Lockout`). Raises
         :class:`TokenRefused`.
         """
         if self.token is None:

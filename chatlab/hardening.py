@@ -282,10 +282,7 @@ class EventGate:
         self._closing.add(sid)
         try:
             environ = self.sio.get_environ(sid, self.namespace.namespace)
-            logger.warning(
-                "chatlab: closed connection %s from %s: it kept sending events after being "
-                "told to wait (more than twice its rate limit)",
-                sid, client_address(environ) if environ else "an unknown address")
+            self.namespace.closed_for_flooding(sid, client_address(environ) if environ else None)
             await self.namespace.emit(
                 "error", {"event": None, "reason": self.namespace.flood_reason()}, to=sid)
             await close_connection(self.sio, eio_sid, environ)

@@ -8,7 +8,7 @@ refused, and the bucket says how long until the next token. A short burst
 :class:`Allowance` is what the chat server keeps per connection: the bucket
 of events, and a second one of refusals, so that a refusal is told once per
 wait and a client that goes on regardless is closed (see its docstring for
-the numbers). :class:`WrongTokens` slows down an address that keeps sending
+the numbers). :class:`Lockout` slows down an address that keeps sending
 wrong tokens.
 """
 
@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Callable
 
 __all__ = [
-    "Allowance", "TokenBucket", "Unlimited", "Verdict", "WrongTokens", "allowance_for",
+    "Allowance", "TokenBucket", "Unlimited", "Verdict", "Lockout", "allowance_for",
     "bucket_for",
 ]
 
@@ -155,20 +155,21 @@ class Allowance:
         return self._wait
 
 
-class WrongTokens:
-    """Slows down an address that keeps sending wrong tokens.
+class Lockout:
+    """Slows down an address that keeps doing what it should not: sending
+    wrong tokens, or flooding until its connection is closed.
 
-    The first ``free`` wrong tokens from an address cost nothing. From the
-    ``free``-th on, each wrong token locks the address out for ``first``
+    The first ``free`` failures from an address cost nothing. From the
+    ``free``-th on, each failure locks the address out for ``first``
     seconds, doubled with each further one, up to ``longest``: within the
-    lockout its attempts are refused without being compared. With the
-    defaults, the 5th wrong token locks it for 1 s, the 6th for 2 s, ...,
-    the 13th and later for 5 minutes: a dozen guesses in the first ten
-    minutes, then one every five minutes.
+    lockout its connects are refused without further ado. With the
+    defaults (for tokens), the 5th wrong token locks it for 1 s, the 6th
+    for 2 s, ..., the 13th and later for 5 minutes: a dozen guesses in the
+    first ten minutes, then one every five minutes.
 
-    A right token forgets the address, and so does ``forget`` seconds
-    without a wrong token from it. At most ``addresses`` are kept; beyond
-    that the one whose last wrong token is the oldest is forgotten.
+    A success forgets the address (:meth:`right`), and so does ``forget``
+    seconds without a failure from it. At most ``addresses`` are kept;
+    beyond that the one whose last failure is the oldest is forgotten.
 
     :param clock: as for :class:`TokenBucket`.
     """
@@ -179,7 +180,7 @@ class WrongTokens:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if free < 1 or first <= 0 or longest < first or forget < longest or addresses < 1:
-            raise ValueError("WrongTokens needs free >= 1, 0 < first <= longest <= forget "
+            raise ValueError("Lockout needs free >= 1, 0 < first <= longest <= forget "
                              "and addresses >= 1")
         self.free = free
         self.first = first
@@ -197,7 +198,7 @@ class WrongTokens:
         return 0.0 if entry is None else max(0.0, entry[2] - self._clock())
 
     def wrong(self, address: str) -> None:
-        """``address`` sent a wrong token."""
+        """``address`` failed once more (sent a wrong token, say)."""
         now = self._clock()
         entry = self._current(address)
         count = (entry[0] if entry is not None else 0) + 1
@@ -209,7 +210,7 @@ class WrongTokens:
         self._prune(now)
 
     def right(self, address: str) -> None:
-        """``address`` sent the right token: its count starts again."""
+        """``address`` succeeded (sent the right token): its count starts again."""
         self._seen.pop(address, None)
 
     def __len__(self) -> int:

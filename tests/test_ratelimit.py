@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chatlab.ratelimit import (
-    Allowance, TokenBucket, Unlimited, Verdict, WrongTokens, allowance_for, bucket_for)
+    Allowance, TokenBucket, Unlimited, Verdict, Lockout, allowance_for, bucket_for)
 
 pytestmark = pytest.mark.unit
 
@@ -201,11 +201,11 @@ def test_no_limit_lets_everything_pass():
     assert isinstance(allowance_for(3, 2), Allowance)
 
 
-# -- WrongTokens: slowing down a guesser --------------------------------------
+# -- Lockout: slowing down a guesser --------------------------------------
 
 
 def test_the_first_wrong_tokens_cost_nothing_then_the_lockout_doubles(clock):
-    tokens = WrongTokens(clock=clock)
+    tokens = Lockout(clock=clock)
     for _ in range(4):
         tokens.wrong("10.0.0.1")
         assert tokens.locked_for("10.0.0.1") == 0
@@ -218,7 +218,7 @@ def test_the_first_wrong_tokens_cost_nothing_then_the_lockout_doubles(clock):
 
 
 def test_a_lockout_counts_down(clock):
-    tokens = WrongTokens(free=1, first=8, clock=clock)
+    tokens = Lockout(free=1, first=8, clock=clock)
     tokens.wrong("a")
     clock.advance(2.5)
     assert tokens.locked_for("a") == 5.5
@@ -227,14 +227,14 @@ def test_a_lockout_counts_down(clock):
 
 
 def test_other_addresses_are_not_affected(clock):
-    tokens = WrongTokens(free=1, clock=clock)
+    tokens = Lockout(free=1, clock=clock)
     tokens.wrong("10.0.0.1")
     assert tokens.locked_for("10.0.0.1") == 1
     assert tokens.locked_for("10.0.0.2") == 0
 
 
 def test_a_right_token_clears_the_count(clock):
-    tokens = WrongTokens(free=2, clock=clock)
+    tokens = Lockout(free=2, clock=clock)
     tokens.wrong("a")
     tokens.right("a")
     tokens.wrong("a")
@@ -243,7 +243,7 @@ def test_a_right_token_clears_the_count(clock):
 
 
 def test_an_address_is_forgotten_after_a_quiet_spell(clock):
-    tokens = WrongTokens(free=2, forget=900, clock=clock)
+    tokens = Lockout(free=2, forget=900, clock=clock)
     tokens.wrong("a")
     clock.advance(900)
     tokens.wrong("a")
@@ -254,7 +254,7 @@ def test_an_address_is_forgotten_after_a_quiet_spell(clock):
 
 
 def test_at_most_so_many_addresses_are_kept(clock):
-    tokens = WrongTokens(free=1, addresses=3, clock=clock)
+    tokens = Lockout(free=1, addresses=3, clock=clock)
     for n in range(5):
         tokens.wrong(f"10.0.0.{n}")
         clock.advance(0.5)
@@ -267,5 +267,5 @@ def test_at_most_so_many_addresses_are_kept(clock):
     {"free": 0}, {"first": 0}, {"first": 10, "longest": 5}, {"longest": 1000, "forget": 10},
     {"addresses": 0}])
 def test_a_lockout_needs_sensible_numbers(options):
-    with pytest.raises(ValueError, match="WrongTokens needs"):
-        WrongTokens(**options)
+    with pytest.raises(ValueError, match="Lockout needs"):
+        Lockout(**options)

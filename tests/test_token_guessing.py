@@ -15,9 +15,10 @@ import pytest
 
 import chatlab
 from chatlab import ChatClient, ChatServer
-from chatlab.ratelimit import WrongTokens
+from chatlab.ratelimit import Lockout
 
 from test_flooding import frames_until, send_all
+from wire import from_address
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +88,6 @@ async def test_over_long_polling_a_refused_connection_ends(locked):
     assert locked.namespace.admitted == 0
 
 
-def from_address(address: str) -> aiohttp.ClientSession:
-    """An aiohttp client whose connections come from ``address``."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
-
-
 async def test_an_address_that_keeps_guessing_is_locked_out_and_others_are_not(locked, caplog):
     url = locked.running.url
     with caplog.at_level(logging.WARNING, logger="chatlab"):
@@ -119,7 +115,7 @@ async def test_an_address_that_keeps_guessing_is_locked_out_and_others_are_not(l
 
 
 async def test_after_the_lockout_the_right_token_gets_in_and_clears_the_count(locked):
-    tokens = locked.namespace.wrong_tokens = WrongTokens(free=1, first=0.25, longest=0.25)
+    tokens = locked.namespace.wrong_tokens = Lockout(free=1, first=0.25, longest=0.25)
     url = locked.running.url
     with pytest.raises(ConnectionError, match="wrong token"):
         await ChatClient(url).connect(auth={"token": "guess"})

@@ -19,3 +19,9 @@ async def connect_websocket(http: aiohttp.ClientSession, base_url: str,
     await ws.send_str("40")  # Socket.IO connect to "/"
     assert (await ws.receive_str(timeout=5)).startswith("40{")
     return ws
+
+
+def from_address(address: str) -> aiohttp.ClientSession:
+    """An aiohttp client whose connections come from ``address`` (any of
+    127.0.0.0/8 is this machine), to be told apart from 127.0.0.1."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
