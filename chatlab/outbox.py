@@ -90,8 +90,8 @@ CEILING_FACTOR = 2
 #: :func:`room_to_send` answers once a connection holds less than its bound
 #: divided by this (a quarter: 256 KiB of the default 1 MiB).
 LOW_WATER_FACTOR = 4
-#: The most packets one long-polling GET takes (python-engineio's
-#: ``Payload.max_decode_packets``, which is 16 unless raised).
+#: The most packets one long-polling GET takes: the most python-engineio's
+#: client decodes from one body (see _compat.polling_packet_limit).
 MAX_POLL_PACKETS = 16
 #: Seconds a websocket sent away has to take its ``error`` before its TCP
 #: connection is cut (one that does not read never takes it).
