@@ -19,7 +19,7 @@ LAB_OPTIONS ?=
 # JupyterLab refuses to run as root without being told it may.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-fast test-lowest install install-test install-lowest browser web-client clean
+.PHONY: lab test test-fast test-lowest install install-test install-lowest browser servers web-client clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,23 +57,44 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "chromium not found: install it (apt-get install chromium) or browser tests are skipped"; fi; }
 
-test: install-test browser
+# The tests of several chat servers start their own redis-server and nginx
+# (on free ports, as the test's own processes): Debian's, installed here when
+# we may (root with apt-get) and kept from starting as system services
+# (policy-rc.d); elsewhere those tests say how to get them.
+SERVERS := redis-server nginx
+
+servers:
+	@missing=""; \
+	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	      trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	    fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "not found:$$missing: install them (apt-get install $(SERVERS)) or the tests of several servers are skipped"; fi; \
+	fi
+
+test: install-test browser servers
 	$(BIN)/python -m pytest tests $(if $(NOTEBOOKS),--nbval $(NOTEBOOKS) --nbval-sanitize-with tests/nbval-sanitize.cfg)
 	$(MAKE) test-lowest
 
-test-fast: install-test
+test-fast: install-test servers
 	$(BIN)/python -m pytest tests -m "unit or integration"
 
 # A second venv with exactly the floors of pyproject.toml's dependencies
-# (requirements/lowest.txt); the test tools themselves may be new, and those
-# the e2e modules import (not run here) are there so that every module loads.
+# (requirements/lowest.txt), and redis at the floor of the cluster extra; the
+# test tools themselves may be new, and those the e2e modules import (not
+# run here) are there so that every module loads.
 # A stamp, because the venv's python is a link with an old time.
 LOWEST := .venv-lowest
 
 $(LOWEST)/.installed: requirements/lowest.txt pyproject.toml
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
-	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt \
+	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt 'redis==5.0.0' \
 	    'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.2' \
 	    nbformat nbclient jupyter_client playwright
 	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .

@@ -75,7 +75,7 @@ class ChatNamespace(GuardedNamespace):
         if sid in self.users:
             raise Refused(f"this connection has already joined as {self.users[sid]!r}")
         name = check_name(name, self.limits)
-        if self.sid_of(name) is not None:
+        if self.sid_of(name) is not None or not await self.claim_name(sid, name):
             raise Refused(f"the name {name!r} is taken; choose another")
         self.users[sid] = name
         await self.save_session(sid, {"name": name})
@@ -124,10 +124,11 @@ class ChatNamespace(GuardedNamespace):
         user = self.joined(sid, "sending a direct message")
         to = check_name(data["to"], self.limits)
         text = check_message(data["message"], self.limits)
-        target = self.sid_of(to)
-        if target is None:
+        found = await self.find_user(to)
+        if found is None:
             raise Refused(f"there is no user called {to!r}")
-        payload = {"message": text, "user": user, "id": sid, "to": self.users[target]}
+        target, name = found
+        payload = {"message": text, "user": user, "id": sid, "to": name}
         for recipient in dict.fromkeys((target, sid)):  # once, when sent to oneself
             await self.emit("message", payload, to=recipient)
         return {"ok": True}
@@ -168,6 +169,19 @@ class ChatNamespace(GuardedNamespace):
     def rooms_of(self, sid: str) -> list[str]:
         """The chat rooms a connection is in, sorted."""
         return sorted(self._rooms.get(sid, ()))
+
+    # -- where a cluster's nodes differ (chatlab.cluster.users) ---------------
+
+    async def claim_name(self, sid: str, name: str) -> bool:
+        """Whether ``sid`` may have ``name``, which no user here has: on one
+        server, always (the check before it is the whole truth)."""
+        return True
+
+    async def find_user(self, name: str) -> tuple[str, str] | None:
+        """The connection of the user called ``name`` (see :meth:`sid_of`)
+        and that user's name as typed, or None."""
+        sid = self.sid_of(name)
+        return None if sid is None else (sid, self.users[sid])
 
 
 class Users(dict[str, str]):

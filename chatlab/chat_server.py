@@ -5,6 +5,8 @@ message store and delivery (:mod:`chatlab.delivery`), the wire-level
 defences (:mod:`chatlab.hardening`), the allowed origins
 (:mod:`chatlab.origins`) and host names (:mod:`chatlab.hosts`), the browser
 page (``web/``), and, when asked, the speed-ups of :mod:`chatlab.fast`.
+With ``redis=URL`` it is one node of a chat that several servers share
+(:mod:`chatlab.cluster`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ class ChatServer:
     :param fast: the speed-ups of :mod:`chatlab.fast` to use: ``True`` for
         all of them (as ``chatlab serve`` does), a :class:`FastPaths` for
         some, ``False`` (the default) for none.
+    :param redis: a Redis server, ``redis://HOST:PORT/DB``, to run this
+        server as one node of a chat that every server given the same URL
+        shares (:mod:`chatlab.cluster`): messages, offsets and users live
+        there, and ``db`` is not used. Room and direct messages go through
+        python-socketio's ``AsyncRedisManager`` (the fast fan-out and users
+        list speed-ups, which know one server only, are left out).
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -86,6 +94,7 @@ class ChatServer:
         db: str | Path = ":memory:",
         history: int = 50,
         fast: FastPaths | bool = False,
+        redis: str | None = None,
         **server_options: Any,
     ) -> None:
         if token is not None and (not isinstance(token, str) or not token):
@@ -102,7 +111,12 @@ class ChatServer:
         self.fast = FastPaths() if fast is True else fast or None
         self.limits = limits
         self.connections = ConnectionGuard(connections)
-        self.store = MessageStore(db, kept=limits.kept)
+        self.cluster = None
+        if redis is not None:
+            from .cluster import Cluster  # only a cluster needs redis-py
+            self.cluster = Cluster(redis, kept=limits.kept)
+            server_options.setdefault("client_manager", self.cluster.manager)
+        self.store = self.cluster.store if self.cluster else MessageStore(db, kept=limits.kept)
         server_options.setdefault("max_http_buffer_size", limits.http_buffer_size)
         manager = self.fast.client_manager() if self.fast else None
         if manager is not None:
@@ -114,11 +128,17 @@ class ChatServer:
         hardening.close_on_unreadable_packets(self.sio)
         # A client that does not read is sent away, not queued for without end.
         outbox.install(self.sio, limits.outgoing_buffer)
-        self.delivery = Delivery(self.sio, self.store, history, limits)
-        announcer = self.fast.users_announcer(self.sio, self.names) if self.fast else None
-        self.namespace = ChatNamespace(
-            self.delivery, limits=limits, token=token,
-            announce_users=announcer.changed if announcer is not None else None)
+        self.delivery = Delivery(self.sio, self.store, history, limits,  # type: ignore[arg-type]
+                                 shared=self.cluster is not None)
+        if self.cluster is not None:
+            from .cluster import ClusterNamespace
+            self.namespace: ChatNamespace = ClusterNamespace(
+                self.delivery, self.cluster.users, limits=limits, token=token)
+        else:
+            announcer = self.fast.users_announcer(self.sio, self.names) if self.fast else None
+            self.namespace = ChatNamespace(
+                self.delivery, limits=limits, token=token,
+                announce_users=announcer.changed if announcer is not None else None)
         self.sio.register_namespace(self.namespace)
         # Last, so that it sees each message first: refusals over the rate
         # limit cost next to nothing, and a flood closes its connection.
@@ -166,6 +186,8 @@ class ChatServer:
 
         async def close_store(app: web.Application) -> None:
             await self.store.close()
+            if self.cluster is not None:
+                await self.cluster.stop()
 
         app.router.add_get("/", index)
         app.router.add_get(CLIENT_PATH, client)  # before the static files, which it shadows
@@ -190,5 +212,7 @@ class ChatServer:
             # would stop next) lets go of the database file first.
             await old.stop()
             await self.delivery.open()
+        if self.cluster is not None:
+            await self.cluster.start(self)
         return await serve_sio(self.sio, name=name, host=host, port=port,
                                app=self.make_app(), quiet=quiet, listener=self.connections)

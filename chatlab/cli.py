@@ -3,6 +3,8 @@
 The same chat server the notebooks start in the kernel, outside Jupyter, so
 a browser (or the model tutorial's page) can join it at a fixed address.
 It runs until Ctrl-C or SIGTERM, then disconnects everyone and stops.
+With ``--redis URL`` it is one node of a chat that every ``chatlab serve
+--redis`` given the same URL shares (:mod:`chatlab.cluster`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the messages in this SQLite file, so the history survives a "
              "restart (default: in memory, gone when the server stops)")
     serve.add_argument(
+        "--redis", metavar="URL", type=_redis_url,
+        help="run as one node of a chat shared by every server given the same "
+             "Redis, e.g. redis://127.0.0.1:6379/0: messages, offsets and users "
+             "live there (--db is not used), and room and direct messages pass "
+             "through it (default: this server alone)")
+    serve.add_argument(
         "--max-connections", metavar="N", type=_count(int, least=1),
         help="hold at most N connections at once, and answer more with 503 "
              "(default: the open-file limit, raised to its hard limit at start, "
@@ -142,6 +150,13 @@ def _checked(kind: Callable[[list[str]], object]) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Redis URL: give redis://HOST:PORT/DB")
+    return text
 
 
 def _token(text: str) -> str:
@@ -190,10 +205,15 @@ def _read_token_file(path: str) -> str:
 async def _serve(
     host: str, port: int, origins: list[str], token: str | None, db: str, limits: Limits,
     fast: bool = True, hosts: list[str] | None = None, proxies: Sequence[str] = (),
-    connections: ConnectionLimits = ConnectionLimits(),
+    connections: ConnectionLimits = ConnectionLimits(), redis: str | None = None,
 ) -> int:
+    if redis is not None and db != ":memory:":
+        print("chatlab: give --db or --redis, not both: with --redis the messages "
+              "are kept in Redis", file=sys.stderr)
+        return EXIT_CANNOT_START
     chat = ChatServer(cors_origins=origins, token=token, db=db, limits=limits, fast=fast,
-                      allowed_hosts=hosts, trusted_proxies=proxies, connections=connections)
+                      allowed_hosts=hosts, trusted_proxies=proxies, connections=connections,
+                      redis=redis)
     try:
         # Opened first, so a bad path is a clear error before anyone joins.
         await chat.store.chat_id()
@@ -202,6 +222,12 @@ async def _serve(
         return EXIT_CANNOT_START
     except sqlite3.Error as exc:
         print(f"chatlab: cannot use {db!r} as the message database: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    except Exception as exc:  # redis-py's errors (redis is imported only with --redis)
+        if chat.cluster is None:
+            raise
+        print(f"chatlab: cannot use Redis at {redis}: {exc}", file=sys.stderr)
+        await chat.cluster.stop()
         return EXIT_CANNOT_START
     try:
         server = await chat.serve(host=host, port=port, name="standalone")
@@ -260,6 +286,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_standalone(_serve(args.host, args.port, args.cors_origin, token,
                                      args.db, limits, fast=not args.plain,
                                      hosts=args.allow_host, proxies=args.trusted_proxy,
-                                     connections=connections))
+                                     connections=connections, redis=args.redis))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return EXIT_INTERRUPTED

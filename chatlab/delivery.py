@@ -20,6 +20,14 @@ most of what it was sent before (:func:`chatlab.outbox.room_to_send`), and
 the lock that orders live messages is held only for the last, short page
 and the step into the live room: a client that never reads holds on to
 little, and live messages keep flowing while a long replay is under way.
+
+Several servers can share one chat (:mod:`chatlab.cluster`): with
+``shared=True`` the store numbers the messages for all of them, and
+:meth:`Delivery.publish` only stores; each server's feed reads them back in
+offset order and hands them to :meth:`Delivery.deliver`, which sends them
+to the live room under the same lock and moves ``last`` on. A replay sends
+only messages up to ``last``, and steps into the live room when it has
+reached it, so the hand-over has no gap and no duplicate here too.
 """
 
 from __future__ import annotations
@@ -56,11 +64,17 @@ class Delivery:
         is sent from the history (new clients included).
     :param page: how many stored messages a replay fetches at a time.
     :param last_page: the most it sends while live messages wait.
+    :param shared: other servers add to ``store`` too (a cluster): the
+        messages are sent by :meth:`deliver`, in the order the store gave
+        them offsets, not by :meth:`publish`.
+    :param wait: in a cluster, how long a sender's acknowledgement, or a
+        replay ahead of this server, waits for the feed (seconds).
     """
 
     def __init__(self, sio: socketio.AsyncServer, store: MessageStore, history: int,
                  limits: Limits = Limits(), *, page: int = PAGE,
-                 last_page: int = LAST_PAGE) -> None:
+                 last_page: int = LAST_PAGE, shared: bool = False,
+                 wait: float = 10.0) -> None:
         self.sio = sio
         self.store = store
         self.history = history
@@ -81,6 +95,11 @@ class Delivery:
         # before any other event can reach it.
         self._chat_id: str | None = None
         self._last = 0
+        # In a cluster: the newest offset sent to the live room here (by
+        # deliver()), and an event set each time it moves on.
+        self.shared = shared
+        self.wait = wait
+        self._advanced = asyncio.Event()
 
     async def open(self) -> None:
         """Open the store (once), so that history can go out without waiting."""
@@ -130,6 +149,11 @@ class Delivery:
         chat, seen = self._resume.pop(sid, (None, None))
         await self.open()  # open already, unless served without ChatServer.serve()
         last = self._last
+        if self.shared and chat == self._chat_id and seen is not None and seen > last:
+            # Offsets another server of the cluster sent, ahead of this one's
+            # feed: genuine if the store has them, and the feed brings them.
+            if seen <= await self.store.last_offset():
+                last = seen
         if chat != self._chat_id or seen is None or seen > last:
             # A new client, or offsets from another history (a server
             # restarted without a database file): the recent messages.
@@ -140,10 +164,15 @@ class Delivery:
         await self.sio.emit("history", {"chat": self._chat_id, "after": seen, "last": last},
                             to=sid)
         while True:
+            if seen > self._last:  # only in a cluster: ahead of this server's feed
+                if not await self._reached(seen):
+                    await self.sio.disconnect(sid)  # to come back, once the feed works
+                    return
             if self._last - seen > self.last_page:
                 # The bulk, without the order lock: live messages go on to
                 # the others meanwhile, and this one gets them after these.
-                page = await self.store.after(seen, self.page)
+                # Never past `last`: the later ones come through the live room.
+                page = self._upto_last(await self.store.after(seen, self.page))
                 if page:
                     sent = await self._send_page(sid, page)
                     if sent is None:
@@ -156,7 +185,8 @@ class Delivery:
                 # The rest, short unless more came while this waited for the
                 # lock (no trip to the store's thread when there is none),
                 # then the live room: no message can be sent in between.
-                rest = await self.store.after(seen, self.last_page) if seen < self._last else []
+                rest = (self._upto_last(await self.store.after(seen, self.last_page))
+                        if seen < self._last else [])
                 for message in rest:
                     await self.sio.emit("message", message.payload(), to=sid)
                 if rest:
@@ -166,6 +196,39 @@ class Delivery:
                 if self.sio.manager.is_connected(sid, "/"):
                     await self.sio.enter_room(sid, LIVE_ROOM)
                 return
+
+    def _upto_last(self, messages: list[StoredMessage]) -> list[StoredMessage]:
+        """``messages`` without those past ``last`` (stored, but not sent
+        to the live room yet: they go there next)."""
+        if messages and messages[-1].offset > self._last:
+            return [message for message in messages if message.offset <= self._last]
+        return messages
+
+    async def _reached(self, offset: int) -> bool:
+        """Wait until the live room has had ``offset``: False if the feed
+        does not get there within ``wait`` seconds."""
+        async def reached() -> None:
+            while self._last < offset:
+                await self._advanced.wait()
+
+        try:
+            await asyncio.wait_for(reached(), self.wait)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def deliver(self, messages: list[StoredMessage]) -> None:
+        """Send public messages stored by any server of a cluster to this
+        server's live room, in order, each once (the feed's step). Sent
+        with ``ignore_queue``: each server sends to its own connections."""
+        async with self.order:
+            for message in messages:
+                if message.offset > self._last:
+                    await self.sio.emit("message", message.payload(), room=LIVE_ROOM,
+                                        ignore_queue=True)
+                    self._last = message.offset
+        self._advanced.set()
+        self._advanced = asyncio.Event()
 
     async def _send_page(self, sid: str, page: list[StoredMessage]) -> int | None:
         """Send ``page`` to ``sid``, each message once it has room for it;
@@ -179,12 +242,19 @@ class Delivery:
     async def publish(self, user: str, sid: str, text: str,
                       message_id: str | None) -> dict[str, Any]:
         """Store a public message and send it to every live connection; the
-        acknowledgement says its offset (and ``duplicate`` for a repeat)."""
-        async with self.order:
+        acknowledgement says its offset (and ``duplicate`` for a repeat).
+        In a cluster the feed sends it; the acknowledgement waits until it
+        has gone to the live room here, as on a single server."""
+        if self.shared:
             message, new = await self.store.add(user, sid, text, message_id)
             if new:
-                self._last = message.offset
-                await self.sio.emit("message", message.payload(), room=LIVE_ROOM)
+                await self._reached(message.offset)
+        else:
+            async with self.order:
+                message, new = await self.store.add(user, sid, text, message_id)
+                if new:
+                    self._last = message.offset
+                    await self.sio.emit("message", message.payload(), room=LIVE_ROOM)
         if new:
             return {"ok": True, "offset": message.offset}
         if (message.user, message.text) != (user, text):

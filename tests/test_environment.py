@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parent.parent
 PINS = ROOT / "requirements" / "pins.txt"
 # What conda installs: only what is not on PyPI.
-CONDA_ONLY = {"python", "nodejs", "pip"}
+CONDA_ONLY = {"python", "nodejs", "pip", "redis-server"}
 CLIENT = Path("chatlab/web/vendor/node_modules/socket.io-client/dist/socket.io.min.js")
 
 

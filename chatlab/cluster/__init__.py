@@ -1,0 +1,87 @@
+"""One chat across several servers ("nodes") that share one Redis.
+
+``ChatServer(redis="redis://HOST:PORT/DB")`` (``chatlab serve --redis
+URL``) runs one node. What each promise of the single server rests on:
+
+- public messages: one offset each, cluster-wide, with no gap, and a
+  message id stored once whichever node it reaches: one Lua script in
+  Redis (:mod:`chatlab.cluster.store`);
+- every client on every node gets them once each, in offset order, and a
+  client that comes back to any node gets what it missed: each node's feed
+  reads the Redis Stream in order (:mod:`chatlab.cluster.feed`), and replay
+  reads the same store;
+- room and direct messages reach recipients on any node: the server's
+  client manager is python-socketio's ``AsyncRedisManager``, which passes
+  each emit to every node over Redis pub/sub (so the single server's
+  ``FanoutManager`` speed-up is not used: it knows one node only);
+- the users list shows the users of every node, and a name is taken once
+  cluster-wide; a node that dies leaves no ghosts:
+  :mod:`chatlab.cluster.users`.
+
+Every key starts with ``prefix`` (``chatlab`` by default), so a Redis
+database can hold several chats. Nothing else in chatlab needs Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+import socketio
+
+from .feed import Feed, end
+from .store import RedisStore
+from .users import ClusterNamespace, ClusterUsers
+
+if TYPE_CHECKING:
+    from ..chat_server import ChatServer
+
+__all__ = ["Cluster", "ClusterNamespace", "ClusterUsers", "Feed", "RedisStore"]
+
+
+class Cluster:
+    """What makes one ChatServer a node of a chat shared through Redis.
+
+    :param url: the Redis server, ``redis://HOST:PORT/DB``.
+    :param kept: how many public messages are kept.
+    :param prefix: the start of every key and channel of this chat.
+    :param beat: how often this node says it is alive (seconds).
+    :param ttl: how long it counts as alive after its last beat.
+    """
+
+    def __init__(self, url: str, *, kept: int = 10_000, prefix: str = "chatlab",
+                 beat: float = 2.0, ttl: float = 6.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.node = uuid.uuid4().hex[:12]
+        self.redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.store = RedisStore(self.redis, prefix, kept=kept)
+        self.users = ClusterUsers(self.redis, prefix, self.node, beat=beat, ttl=ttl)
+        self.manager = socketio.AsyncRedisManager(url, channel=f"{prefix}:socketio")
+        self.feed: Feed | None = None
+
+    async def start(self, chat: "ChatServer") -> None:
+        """Start the feed and the heartbeat (once ``chat.delivery`` is open)."""
+        if self.feed is None:
+            self.feed = Feed(self.store, chat.delivery)
+            self.feed.start()
+            await self.users.start(chat.sio, chat.namespace)
+
+    async def stop(self) -> None:
+        """Stop this node's part: its users leave every list at once."""
+        if self.feed is not None:
+            await self.feed.stop()
+            self.feed = None
+        await self.users.stop()
+        await _stop_manager(self.manager)
+        await self.redis.aclose()
+
+
+async def _stop_manager(manager: Any) -> None:
+    # python-socketio's pub/sub manager has no stop(): its listening task
+    # (``thread``) and Redis client are ended here. TODO: move to _compat.
+    await end(getattr(manager, "thread", None))
+    client = getattr(manager, "redis", None)
+    if client is not None:
+        await client.aclose()

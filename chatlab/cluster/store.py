@@ -1,0 +1,142 @@
+"""The messages of a chat that several servers share, in Redis.
+
+The same interface as :class:`chatlab.store.MessageStore`, so that
+:class:`chatlab.delivery.Delivery` uses either. Three keys hold a chat,
+under a prefix (``chatlab`` by default):
+
+- ``PREFIX:chat``: the chat's id, made by the first node that starts;
+- ``PREFIX:offset``: the last offset handed out (INCR);
+- ``PREFIX:messages``: a Redis Stream, one entry per message, whose entry
+  id is ``OFFSET-0``: the stream's order is the offsets' order, and each
+  node's feed (:mod:`chatlab.cluster.feed`) reads it from where it is;
+- ``PREFIX:ids``: a hash from each message id to its offset.
+
+:meth:`RedisStore.add` is one Lua script, so Redis runs it whole, with no
+other command in between: look the message id up (a resend, perhaps to
+another node, returns the first one), take the next offset, append the
+entry, note its id, and let the oldest go beyond ``kept``. Offsets are
+therefore 1, 2, 3, ... cluster-wide with no gap, and a message id is
+stored once, whichever node gets it, for as long as its message is kept.
+
+What a Redis restart loses depends on Redis's own persistence (AOF or RDB
+snapshots): without it, every message and the chat id. The next node to
+ask makes a new chat id, so clients can tell their offsets are from
+another history (see :mod:`chatlab.delivery`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ..store import StoredMessage
+
+__all__ = ["RedisStore"]
+
+# KEYS: offset, messages, ids. ARGV: user, sender, text, message id ("" for
+# none), kept. Returns {new (1/0), offset, user, sender, text}.
+ADD = """
+local mid = ARGV[4]
+if mid ~= '' then
+  local old = redis.call('HGET', KEYS[3], mid)
+  if old then
+    local entry = redis.call('XRANGE', KEYS[2], old .. '-0', old .. '-0')[1]
+    if entry then
+      local f = entry[2]
+      return {0, tonumber(old), f[2], f[4], f[6]}
+    end
+  end
+end
+local offset = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], offset .. '-0',
+           'user', ARGV[1], 'sender', ARGV[2], 'text', ARGV[3], 'mid', mid)
+if mid ~= '' then redis.call('HSET', KEYS[3], mid, offset) end
+local kept = tonumber(ARGV[5])
+local over = redis.call('XLEN', KEYS[2]) - kept
+if over > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)) do
+    local f = entry[2]
+    if f[8] ~= '' then redis.call('HDEL', KEYS[3], f[8]) end
+    redis.call('XDEL', KEYS[2], entry[1])
+  end
+end
+return {1, offset, ARGV[1], ARGV[2], ARGV[3]}
+"""
+
+
+def _message(entry_id: str, fields: dict[str, str]) -> StoredMessage:
+    return StoredMessage(int(entry_id.split("-", 1)[0]), fields["user"], fields["sender"],
+                         fields["text"])
+
+
+class RedisStore:
+    """Public chat messages in Redis, shared by every node of a chat.
+
+    :param client: a ``redis.asyncio.Redis`` made with ``decode_responses=True``.
+    :param prefix: the chat's keys start with ``prefix + ":"``.
+    :param kept: how many messages are kept (the oldest go first).
+    """
+
+    shared = True  # other servers add to it too
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "chatlab", *,
+                 kept: int = 10_000) -> None:
+        if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
+            raise ValueError("kept must be a whole number of messages, 1 or more")
+        self.redis = client
+        self.prefix = prefix
+        self.kept = kept
+        self.keys = {name: f"{prefix}:{name}" for name in ("chat", "offset", "messages", "ids")}
+        self._add = client.register_script(ADD)
+
+    async def chat_id(self) -> str:
+        """This history's id (made by the first node that asked)."""
+        await self.redis.set(self.keys["chat"], uuid.uuid4().hex, nx=True)
+        return await self.redis.get(self.keys["chat"])
+
+    async def add(self, user: str, sender: str, text: str,
+                  message_id: str | None = None) -> tuple[StoredMessage, bool]:
+        """Store a message; return it with its offset, and whether it is new
+        (False: ``message_id`` was stored before, and that message returns)."""
+        new, offset, *rest = await self._add(
+            keys=[self.keys["offset"], self.keys["messages"], self.keys["ids"]],
+            args=[user, sender, text, message_id or "", self.kept])
+        return StoredMessage(int(offset), *rest), bool(new)
+
+    def dropped_until(self, last: int) -> int:
+        """The newest offset let go of, when ``last`` is the newest: the
+        ``kept`` newest are kept, numbered with no gap."""
+        return max(0, last - self.kept)
+
+    async def last_offset(self) -> int:
+        """The newest message's offset (0 when there is none)."""
+        return int(await self.redis.get(self.keys["offset"]) or 0)
+
+    async def after(self, offset: int, limit: int | None = None) -> list[StoredMessage]:
+        """The messages with a greater offset than ``offset``, oldest first:
+        all of them, or the first ``limit``."""
+        entries = await self.redis.xrange(self.keys["messages"], f"({offset}-0", "+",
+                                          count=limit)
+        return [_message(*entry) for entry in entries]
+
+    async def read(self, offset: int, *, count: int, block_ms: int) -> list[StoredMessage]:
+        """The next messages after ``offset`` (up to ``count``), waiting up to
+        ``block_ms`` for one to come when there is none: the feed's read."""
+        answer: Any = await self.redis.xread({self.keys["messages"]: f"{offset}-0"},
+                                             count=count, block=block_ms)
+        if not answer:
+            return []
+        # redis-py answers a list of [stream, entries] (RESP2) or a dict (RESP3).
+        streams = answer.values() if isinstance(answer, dict) else [e for _, e in answer]
+        return [_message(*entry) for entries in streams for entry in entries]
+
+    async def count(self) -> int:
+        return await self.redis.xlen(self.keys["messages"])
+
+    async def close(self) -> None:
+        """Nothing to let go of: the cluster closes the Redis client."""
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self.prefix!r}>"

@@ -1,0 +1,196 @@
+"""One chat across several ChatServer nodes sharing one real Redis: offsets
+cluster-wide, each message once and in order on every node, room and direct
+messages across nodes, resends and replay on another node, one users list,
+and names unique across nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis
+
+import chatlab
+from chatlab import ChatClient, ChatRefused, ChatServer, Limits, RecordingClient
+
+from redis_support import RedisServer, redis_server  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.integration
+
+FAST = Limits(events_per_second=1000, burst=1000)
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisServer) -> AsyncIterator[list[ChatServer]]:  # noqa: F811
+    """Three nodes of one chat, on an empty Redis; each has ``.url``."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    servers = []
+    for n in range(3):
+        chat = ChatServer(redis=redis_server.url, limits=FAST)
+        chat.url = (await chat.serve(name=f"node-{n}")).url  # type: ignore[attr-defined]
+        servers.append(chat)
+    yield servers
+    await chatlab.shutdown()
+
+
+@pytest.fixture
+def user() -> Callable[..., Awaitable[ChatClient]]:
+    async def make(node: ChatServer, name: str | None = None) -> ChatClient:
+        client = ChatClient(node.url)  # type: ignore[attr-defined]
+        await client.connect()
+        if name is not None:
+            await client.add_user(name)
+        return client
+
+    return make
+
+
+def received_offsets(client: ChatClient) -> list[int]:
+    """Every public message's offset as it came off the wire, duplicates
+    included (ChatClient itself shows a repeat once)."""
+    return [entry.data[0]["offset"] for entry in client.log.entries
+            if entry.direction == "in" and entry.event == "message"
+            and isinstance(entry.data[0], dict) and "offset" in entry.data[0]]
+
+
+async def wait_for_offsets(client: ChatClient, last: int) -> None:
+    await client.wait_until(lambda: client.last_offset is not None and client.last_offset >= last,
+                            timeout=10, what=f"offset {last}")
+
+
+async def test_concurrent_senders_on_every_node_each_message_once_in_offset_order(nodes, user):
+    clients = [await user(node, f"u{n}") for n, node in enumerate(nodes)]
+
+    async def send_many(client: ChatClient, n: int) -> list[int]:
+        return [await client.send(f"{client.name} {i}") for i in range(n)]
+
+    acked = await asyncio.gather(*(send_many(client, 40) for client in clients))
+    offsets = sorted(offset for sent in acked for offset in sent)
+    assert offsets == list(range(1, 121)), "one offset each, cluster-wide, no gaps"
+    for client in clients:
+        await wait_for_offsets(client, 120)
+    for client in clients:
+        assert received_offsets(client) == list(range(1, 121)), client.name
+    # The same offset means the same message on every node.
+    texts = {m.offset: m.text for m in clients[0].messages}
+    assert all({m.offset: m.text for m in c.messages} == texts for c in clients[1:])
+    assert await nodes[2].store.count() == 120
+
+
+async def test_the_ack_comes_after_the_sender_has_its_own_message(nodes, user):
+    ann, bob = await user(nodes[0], "ann"), await user(nodes[1], "bob")
+    offset = await ann.send("hello")
+    assert [m.offset for m in ann.messages] == [offset]
+    await bob.wait_for_message(text="hello")
+
+
+async def test_room_and_direct_messages_cross_nodes(nodes, user):
+    ann, bob, cy = await user(nodes[0], "ann"), await user(nodes[1], "bob"), await user(nodes[2], "Cy")
+    await ann.join("py")
+    await bob.join("py")
+    await ann.send("to the room", room="py")
+    await bob.wait_for_message(text="to the room")
+    await ann.send("to cy", to="cy")  # names compare by name_key
+    message = await cy.wait_for_message(text="to cy")
+    assert message.to == "Cy" and message.user == "ann"
+    with pytest.raises(ChatRefused, match="no user called"):
+        await ann.send("nobody", to="dan")
+    await cy.send("public")
+    await bob.wait_for_message(text="public")
+    assert "to the room" not in [m.text for m in cy.messages]
+    assert "to cy" not in [m.text for m in bob.messages]
+
+
+async def test_a_resend_with_the_same_id_on_another_node_is_stored_once(nodes):
+    # ann's acknowledgement was lost; she comes back through another node
+    # and sends the message again under the same id.
+    first_try = RecordingClient("ann")
+    await first_try.connect(nodes[0].url)
+    await first_try.call("adduser", "ann")
+    assert await first_try.call("message", ("hi", "id-1")) == {"ok": True, "offset": 1}
+    await first_try.disconnect()
+    second_try = RecordingClient("ann again")
+    await second_try.connect(nodes[1].url)
+    await second_try.call("adduser", "ann")
+    again = await second_try.call("message", ("hi", "id-1"))
+    assert again == {"ok": True, "offset": 1, "duplicate": True}
+    assert await nodes[2].store.count() == 1
+    await chatlab.recording.shutdown_all()
+
+
+async def test_a_client_that_comes_back_on_another_node_gets_what_it_missed(nodes, user):
+    ann, bob = await user(nodes[0], "ann"), await user(nodes[1], "bob")
+    await ann.send("before")
+    await bob.wait_for_message(text="before")
+    await bob.go_offline()
+    for n in range(30):
+        await ann.send(f"missed {n}")
+    bob.url = nodes[2].url
+    await bob.go_online()
+    await ann.send("after")
+    await bob.wait_for_message(text="after")
+    assert [m.offset for m in bob.messages] == list(range(1, 33))
+    assert received_offsets(bob) == list(range(1, 33)), "nothing twice"
+
+
+async def test_a_replay_ahead_of_the_nodes_feed_waits_for_it(nodes, user):
+    ann = await user(nodes[0], "ann")
+    for n in range(5):
+        await ann.send(f"m{n}")
+    # A client that has seen offset 5 on node 0 comes to node 1: its feed
+    # may or may not be there yet; either way, 6 comes once, nothing before.
+    late = RecordingClient("late")
+    chat_id = await nodes[0].store.chat_id()
+    await late.connect(nodes[1].url, auth={"chat": chat_id, "serverOffset": 5})
+    await ann.send("m5")
+    await late.wait_for("message")
+    assert late.received("history")[0][0]["after"] == 5
+    assert [m[0]["offset"] for m in late.received("message")] == [6]
+    await chatlab.recording.shutdown_all()
+
+
+async def test_users_list_is_the_union_and_names_are_unique_across_nodes(nodes, user):
+    ann, bob = await user(nodes[0], "ann"), await user(nodes[1], "bob")
+    await ann.wait_for_users(names=["ann", "bob"])
+    watcher = await user(nodes[2])
+    with pytest.raises(ChatRefused, match="taken"):
+        await watcher.add_user("ANN")
+    await watcher.add_user("cy")
+    for client in (ann, bob, watcher):
+        await client.wait_for_users(names=["ann", "bob", "cy"])
+    await bob.disconnect()
+    await ann.wait_for_users(names=["ann", "cy"])
+    await watcher.wait_for_users(names=["ann", "cy"])
+    assert nodes[0].names() == ["ann", "cy"]
+    again = await user(nodes[2], "bob")  # a name that left is free again
+    await ann.wait_for_users(names=["ann", "cy", "bob"])
+    await again.disconnect()
+
+
+async def test_a_dead_nodes_users_leave_every_list_within_the_bound(redis_server):  # noqa: F811
+    redis.Redis.from_url(redis_server.url).flushall()
+    nodes = []
+    for n in range(2):
+        chat = ChatServer(redis=redis_server.url, limits=FAST)
+        chat.cluster.users.beat, chat.cluster.users.ttl = 0.1, 0.4
+        nodes.append((chat, (await chat.serve(name=f"dying-{n}")).url))
+    ann = ChatClient(nodes[0][1])
+    bob = ChatClient(nodes[1][1])
+    for client, name in ((ann, "ann"), (bob, "bob")):
+        await client.connect()
+        await client.add_user(name)
+    await ann.wait_for_users(names=["ann", "bob"])
+    # Node 1 stops beating, as a killed process would, and keeps its users
+    # in Redis: they go once its heartbeat has expired and node 0 has swept.
+    dying = nodes[1][0].cluster.users
+    for task in dying._tasks:
+        task.cancel()
+    dying._mine.clear()  # its clean stop() has nothing to remove
+    started = asyncio.get_running_loop().time()
+    await ann.wait_for_users(names=["ann"], timeout=5)
+    assert asyncio.get_running_loop().time() - started <= 0.4 + 0.1 + 0.5
+    taker = ChatClient(nodes[0][1])
+    await taker.connect()
+    await taker.add_user("bob")  # the dead node's name is free
+    await chatlab.shutdown()
