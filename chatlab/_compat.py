@@ -33,6 +33,7 @@ __all__ = [
     "restart_service_task",
     "set_websocket_class",
     "sid_of_queue",
+    "stop_pubsub_manager",
     "websocket_class_telling",
     "socket_is_open_websocket",
     "socket_queue",
@@ -394,3 +395,28 @@ def polling_packet_limit() -> int | None:
 
     limit = getattr(engineio.payload.Payload, "max_decode_packets", None)
     return limit if isinstance(limit, int) else None
+
+
+# -- a node of a cluster (chatlab.cluster) ------------------------------------
+
+async def stop_pubsub_manager(manager: socketio.AsyncPubSubManager) -> None:
+    """End a pub/sub client manager (``AsyncRedisManager``) of a server that
+    stops: python-socketio gives it no ``stop()``, and its listening task
+    (``thread``) and Redis client (``redis``) would outlive the server,
+    still subscribed, and warn of unclosed connections when the event loop
+    closes. The task is cancelled (again, should a Redis read swallow the
+    cancellation) and awaited, and the client closed. Missing: the task
+    and client are left to end with the event loop.
+    """
+    task = getattr(manager, "thread", None)
+    client = getattr(manager, "redis", None)
+    if task is None and client is None and not hasattr(manager, "thread"):
+        _missing("AsyncPubSubManager.thread",
+                 "a cluster node that stops leaves its pub/sub listener to the event loop")
+        return
+    while isinstance(task, asyncio.Task) and not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=0.5)
+    close = getattr(client, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,8 +1,12 @@
 """A real Redis for the cluster tests: its own redis-server on a free port
-of 127.0.0.1, with nothing saved to disk, stopped at the end."""
+of 127.0.0.1, with nothing saved to disk, stopped at the end.
+
+Without redis-server the cluster tests are skipped, unless the environment
+variable CHATLAB_REQUIRE_REDIS is set: then they fail."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -11,7 +15,8 @@ from typing import Iterator
 
 import pytest
 
-REDIS_SERVER = shutil.which("redis-server")
+REDIS_SERVER = shutil.which("redis-server") or next(
+    (path for path in ("/usr/bin/redis-server",) if os.access(path, os.X_OK)), None)
 
 
 def _free_port() -> int:
@@ -42,6 +47,8 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         if REDIS_SERVER is None:
+            if os.environ.get("CHATLAB_REQUIRE_REDIS"):
+                pytest.fail("redis-server is not installed, and CHATLAB_REQUIRE_REDIS is set")
             pytest.skip("redis-server is not installed")
         for _ in range(3):  # another process may take the free port first
             self.port = self.port or _free_port()
@@ -57,6 +64,22 @@ class RedisServer:
             self.stop()
             self.port = 0
         raise RuntimeError("redis-server did not start")
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop it and start a new, empty one on the same port (as a Redis
+        without persistence comes back after a crash or a restart)."""
+        port = self.port
+        self.stop()
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if _answers(port):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start again on port {port}")
 
     def stop(self) -> None:
         if self.process is not None:

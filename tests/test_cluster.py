@@ -194,3 +194,42 @@ async def test_a_dead_nodes_users_leave_every_list_within_the_bound(redis_server
     await taker.connect()
     await taker.add_user("bob")  # the dead node's name is free
     await chatlab.shutdown()
+
+
+async def test_after_redis_restarts_empty_the_nodes_start_a_new_history(redis_server):  # noqa: F811
+    redis.Redis.from_url(redis_server.url).flushall()
+    nodes = []
+    for n in range(2):
+        chat = ChatServer(redis=redis_server.url, limits=FAST)
+        chat.cluster.users.beat, chat.cluster.users.ttl = 0.2, 2.0
+        nodes.append((chat, (await chat.serve(name=f"restart-{n}")).url))
+    ann, bob = ChatClient(nodes[0][1]), ChatClient(nodes[1][1])
+    for client, name in ((ann, "ann"), (bob, "bob")):
+        await client.connect()
+        await client.add_user(name)
+    for n in range(3):
+        await ann.send(f"before {n}")
+    await bob.wait_for_message(text="before 2")
+    old_chat = bob.chat
+
+    await asyncio.get_running_loop().run_in_executor(None, redis_server.restart)
+
+    # Both nodes notice, and tell their clients of the new history.
+    for client in (ann, bob):
+        await client.wait_until(lambda c=client: c.chat not in (None, old_chat) and c.last_offset == 0,
+                                timeout=10, what="a fresh history")
+    assert ann.chat == bob.chat
+    # The heartbeats claim the names again: the list is whole.
+    for client in (ann, bob):
+        await client.wait_for_users(names=["ann", "bob"], timeout=10)
+    with pytest.raises(ChatRefused, match="taken"):
+        taker = ChatClient(nodes[0][1])
+        await taker.connect()
+        await taker.add_user("BOB")
+    # Chatting across nodes works again, offsets from 1.
+    assert await bob.send("after") == 1
+    await ann.wait_for_message(text="after")
+    assert await ann.send("reply") == 2
+    await bob.wait_for_message(text="reply")
+    assert [m.offset for m in ann.messages if m.text in ("after", "reply")] == [1, 2]
+    await chatlab.shutdown()

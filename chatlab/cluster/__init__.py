@@ -18,6 +18,14 @@ URL``) runs one node. What each promise of the single server rests on:
   cluster-wide; a node that dies leaves no ghosts:
   :mod:`chatlab.cluster.users`.
 
+While Redis is down, clients stay connected to their nodes, but what they
+send is refused with an ``error`` saying Redis cannot be reached. When it
+comes back, nodes reconnect by themselves; if it comes back empty (no
+persistence), the history before is gone: the feeds start a new one and
+tell their clients with a fresh ``history`` (:mod:`chatlab.cluster.feed`),
+and the heartbeats claim the connected users' names again
+(:mod:`chatlab.cluster.users`).
+
 Every key starts with ``prefix`` (``chatlab`` by default), so a Redis
 database can hold several chats. Nothing else in chatlab needs Redis.
 """
@@ -25,12 +33,13 @@ database can hold several chats. Nothing else in chatlab needs Redis.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 import socketio
 
-from .feed import Feed, end
+from .._compat import stop_pubsub_manager
+from .feed import Feed
 from .store import RedisStore
 from .users import ClusterNamespace, ClusterUsers
 
@@ -74,14 +83,6 @@ class Cluster:
             await self.feed.stop()
             self.feed = None
         await self.users.stop()
-        await _stop_manager(self.manager)
+        await stop_pubsub_manager(self.manager)
         await self.redis.aclose()
 
-
-async def _stop_manager(manager: Any) -> None:
-    # python-socketio's pub/sub manager has no stop(): its listening task
-    # (``thread``) and Redis client are ended here. TODO: move to _compat.
-    await end(getattr(manager, "thread", None))
-    client = getattr(manager, "redis", None)
-    if client is not None:
-        await client.aclose()

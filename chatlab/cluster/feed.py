@@ -18,7 +18,24 @@ or comes twice. A sender's acknowledgement comes once the message is
 stored and this node's feed has sent it.
 
 When Redis cannot be reached the feed waits (0.1 s, doubling up to 5 s)
-and reads on from where it was: nothing is skipped.
+and reads on from where it was: nothing is skipped. Meanwhile this node's
+clients stay connected; messages they send are refused with an ``error``
+saying so (:mod:`chatlab.cluster.store`), and room and direct messages to
+other nodes are lost (python-socketio's Redis manager reconnects by
+itself, backing off).
+
+When Redis comes back empty (restarted with no persistence), the chat id
+each read returns is gone or another: the feed starts the new history.
+It takes the new chat id (the first node to ask makes it), and, holding
+the delivery's order lock, sets its position to 0 and sends every client
+in this node's live room a fresh ``history`` ``{chat: NEW, after: 0,
+last: 0}``: a client then takes the new chat id and offsets from 1, just
+as after reconnecting to a server with another history (a client that
+reconnects later sends its old chat id, and gets the new history's
+recent messages). The history before the restart is gone. A client whose
+own history was being sent when the restart came gets the new history
+when it next connects. The users list is rebuilt by the nodes'
+heartbeats (:mod:`chatlab.cluster.users`).
 """
 
 from __future__ import annotations
@@ -29,7 +46,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError, TimeoutError
 
-from ..delivery import PAGE, Delivery
+from ..delivery import LIVE_ROOM, PAGE, Delivery
 from .store import RedisStore
 
 __all__ = ["Feed", "end"]
@@ -77,8 +94,11 @@ class Feed:
         pause = 0.1
         while True:
             try:
-                messages = await self.store.read(self.position, count=PAGE,
-                                                 block_ms=int(self.block * 1000))
+                chat, messages = await self.store.read(self.position, count=PAGE,
+                                                       block_ms=int(self.block * 1000))
+                if chat != self.store.current:
+                    await self._new_history()
+                    continue
             except (ConnectionError, TimeoutError, OSError) as exc:
                 logger.warning("chatlab: cannot read the messages from Redis (%s); "
                                "trying again in %.1f s", exc, pause)
@@ -88,3 +108,16 @@ class Feed:
             pause = 0.1
             if messages:
                 await self.delivery.deliver(messages)
+
+    async def _new_history(self) -> None:
+        """Redis lost the history (see the module): start the new one."""
+        chat = await self.store.chat_id()
+        delivery = self.delivery
+        async with delivery.order:
+            # Delivery's own state, set as its open() does for a new store.
+            delivery._chat_id = chat
+            delivery._last = 0
+            await delivery.sio.emit("history", {"chat": chat, "after": 0, "last": 0},
+                                    room=LIVE_ROOM, ignore_queue=True)
+        logger.warning("chatlab: the chat's history in Redis was lost (Redis restarted?); "
+                       "a new one starts: %s", chat)

@@ -18,26 +18,54 @@ entry, note its id, and let the oldest go beyond ``kept``. Offsets are
 therefore 1, 2, 3, ... cluster-wide with no gap, and a message id is
 stored once, whichever node gets it, for as long as its message is kept.
 
-What a Redis restart loses depends on Redis's own persistence (AOF or RDB
-snapshots): without it, every message and the chat id. The next node to
-ask makes a new chat id, so clients can tell their offsets are from
-another history (see :mod:`chatlab.delivery`).
+Redis down, and Redis restarted. While Redis cannot be reached, a message
+sent to any node is refused with an ``error`` saying so (its sender can
+send it again later under the same message id): nothing is stored, so no
+client gets it. What a restart loses depends on Redis's own persistence
+(AOF or RDB snapshots): without it, every message, the offsets and the
+chat id. The script is given the chat id this node has (``current``) and
+refuses a message when ``PREFIX:chat`` is gone or another: offsets of the
+old history are never mixed with a new one. Each node's feed sees the
+change at its next read (:meth:`RedisStore.read` reads the chat id with
+the messages) and starts the new history: the first node to ask makes its
+id, offsets start again at 1 (see :mod:`chatlab.cluster.feed`).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError, TimeoutError
 
 from ..store import StoredMessage
+from ..validation import Refused
 
-__all__ = ["RedisStore"]
+__all__ = ["HistoryLost", "RedisStore", "Unreachable"]
 
-# KEYS: offset, messages, ids. ARGV: user, sender, text, message id ("" for
-# none), kept. Returns {new (1/0), offset, user, sender, text}.
+
+class Unreachable(Refused):
+    """Redis cannot be reached: the message was not stored."""
+
+    def __init__(self) -> None:
+        super().__init__("the chat's store (Redis) cannot be reached, so this was not "
+                         "done; try again in a moment")
+
+
+class HistoryLost(Refused):
+    """Redis lost the chat's history (it restarted with nothing saved)."""
+
+    def __init__(self) -> None:
+        super().__init__("the chat's history was lost (its Redis restarted) and a new one "
+                         "is starting, so the message was not sent; send it again in a moment")
+
+# KEYS: offset, messages, ids, chat. ARGV: user, sender, text, message id
+# ("" for none), kept, chat id ("" for any). Returns {new (1/0), offset,
+# user, sender, text}, or {-1} when the chat id is not ARGV[6] (a new history).
 ADD = """
+if ARGV[6] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[6] then
+  return {-1}
+end
 local mid = ARGV[4]
 if mid ~= '' then
   local old = redis.call('HGET', KEYS[3], mid)
@@ -88,21 +116,34 @@ class RedisStore:
         self.redis = client
         self.prefix = prefix
         self.kept = kept
+        self.current: str | None = None  # the chat id this node has
         self.keys = {name: f"{prefix}:{name}" for name in ("chat", "offset", "messages", "ids")}
         self._add = client.register_script(ADD)
 
     async def chat_id(self) -> str:
         """This history's id (made by the first node that asked)."""
         await self.redis.set(self.keys["chat"], uuid.uuid4().hex, nx=True)
-        return await self.redis.get(self.keys["chat"])
+        self.current = await self.redis.get(self.keys["chat"])
+        return self.current
 
     async def add(self, user: str, sender: str, text: str,
                   message_id: str | None = None) -> tuple[StoredMessage, bool]:
         """Store a message; return it with its offset, and whether it is new
-        (False: ``message_id`` was stored before, and that message returns)."""
-        new, offset, *rest = await self._add(
-            keys=[self.keys["offset"], self.keys["messages"], self.keys["ids"]],
-            args=[user, sender, text, message_id or "", self.kept])
+        (False: ``message_id`` was stored before, and that message returns).
+
+        :raises Unreachable: Redis cannot be reached.
+        :raises HistoryLost: the history this node has is gone (see the module).
+        """
+        try:
+            new, *rest = await self._add(
+                keys=[self.keys["offset"], self.keys["messages"], self.keys["ids"],
+                      self.keys["chat"]],
+                args=[user, sender, text, message_id or "", self.kept, self.current or ""])
+        except (ConnectionError, TimeoutError, OSError):
+            raise Unreachable() from None
+        if new == -1:
+            raise HistoryLost()
+        offset, *rest = rest
         return StoredMessage(int(offset), *rest), bool(new)
 
     def dropped_until(self, last: int) -> int:
@@ -121,16 +162,22 @@ class RedisStore:
                                           count=limit)
         return [_message(*entry) for entry in entries]
 
-    async def read(self, offset: int, *, count: int, block_ms: int) -> list[StoredMessage]:
-        """The next messages after ``offset`` (up to ``count``), waiting up to
-        ``block_ms`` for one to come when there is none: the feed's read."""
-        answer: Any = await self.redis.xread({self.keys["messages"]: f"{offset}-0"},
-                                             count=count, block=block_ms)
+    async def read(self, offset: int, *, count: int,
+                   block_ms: int) -> tuple[str | None, list[StoredMessage]]:
+        """The chat id, and the next messages after ``offset`` (up to
+        ``count``), waiting up to ``block_ms`` for one to come when there is
+        none: the feed's read. One round trip, the id read first: the
+        messages are that history's (a restart in between breaks the
+        connection, and the whole read is made again)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys["chat"])
+        pipe.xread({self.keys["messages"]: f"{offset}-0"}, count=count, block=block_ms)
+        chat, answer = await pipe.execute()
         if not answer:
-            return []
+            return chat, []
         # redis-py answers a list of [stream, entries] (RESP2) or a dict (RESP3).
         streams = answer.values() if isinstance(answer, dict) else [e for _, e in answer]
-        return [_message(*entry) for entries in streams for entry in entries]
+        return chat, [_message(*entry) for entries in streams for entry in entries]
 
     async def count(self) -> int:
         return await self.redis.xlen(self.keys["messages"])

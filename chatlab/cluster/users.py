@@ -25,6 +25,17 @@ announcing the change). So a dead node's users leave every list within
 taken at once: a claim does not respect a dead node's. A node that stops
 cleanly removes its users at once.
 
+When Redis comes back empty (restarted with no persistence), or this
+node's heartbeat expired (its event loop stalled past ``ttl``), the next
+heartbeat finds its key gone (``SET ... GET``): the node claims its
+connected users' names again, in the order they joined here, and tells
+every node. So the list is whole again within ``beat`` seconds of Redis
+answering. A name another node gave out meanwhile (a user who joined
+first after the restart) is not taken back: the earlier user keeps it on
+its own node but is missing from the list (logged). While Redis is down,
+names cannot be claimed (``adduser`` is refused) and the list is not
+updated.
+
 Direct messages find their recipient through ``P:names`` and reach it on
 whichever node it is through the Redis client manager.
 """
@@ -42,6 +53,7 @@ from ..chat import ChatNamespace
 from ..delivery import Delivery
 from ..validation import Limits, name_key
 from .feed import end
+from .store import Unreachable
 
 __all__ = ["ClusterNamespace", "ClusterUsers"]
 
@@ -175,8 +187,11 @@ class ClusterUsers:
         user of a live node has it (or one whose name looks the same)."""
         key = name_key(name)
         names, users, joined, joins = self._keys
-        taken = await self._claim(keys=[names, users, joined, joins],
-                                  args=[key, self.member(sid), name, self.node_prefix])
+        try:
+            taken = await self._claim(keys=[names, users, joined, joins],
+                                      args=[key, self.member(sid), name, self.node_prefix])
+        except RedisError:
+            raise Unreachable() from None
         if taken:
             self._mine[sid] = key
         return bool(taken)
@@ -185,11 +200,12 @@ class ClusterUsers:
         """The connection id of the user called ``name`` (or whose name looks
         the same) on any node, and the name as that user typed it."""
         names, users, _, _ = self._keys
-        member = await self.redis.hget(names, name_key(name))
-        if member is None:
-            return None
-        found = await self.redis.hget(users, member)
-        if found is None:
+        try:
+            member = await self.redis.hget(names, name_key(name))
+            found = None if member is None else await self.redis.hget(users, member)
+        except RedisError:
+            raise Unreachable() from None
+        if member is None or found is None:
             return None
         return member.split(" ", 1)[1], found
 
@@ -223,15 +239,34 @@ class ClusterUsers:
             assert self.sio is not None
             await self.sio.emit("users", self.names(), ignore_queue=True)
 
-    async def _heartbeat(self) -> None:
-        await self.redis.set(self.node_prefix + self.node, "alive", px=int(self.ttl * 1000))
+    async def _heartbeat(self) -> bool:
+        """Say this node is alive; True if it was not (or Redis forgot)."""
+        before = await self.redis.set(self.node_prefix + self.node, "alive",
+                                      px=int(self.ttl * 1000), get=True)
+        return before is None
+
+    async def _claim_again(self) -> None:
+        """Claim this node's users' names again (see the module)."""
+        assert self.namespace is not None
+        names, users, joined, joins = self._keys
+        for sid, key in list(self._mine.items()):
+            name = self.namespace.users.get(sid)
+            if name is None:
+                continue
+            if not await self._claim(keys=[names, users, joined, joins],
+                                     args=[key, self.member(sid), name, self.node_prefix]):
+                logger.warning("chatlab: %r was given to another user while this node's "
+                               "heartbeat was lost; it is missing from the list", name)
 
     async def _beating(self) -> None:
         names, users, joined, _ = self._keys
         while True:
             try:
-                await self._heartbeat()
-                if await self._sweep(keys=[names, users, joined], args=[self.node_prefix]):
+                forgotten = await self._heartbeat()
+                if forgotten:
+                    await self._claim_again()
+                if await self._sweep(keys=[names, users, joined], args=[self.node_prefix]) \
+                        or forgotten:
                     await self.redis.publish(self.channel, self.node)
                     await self._send()
             except RedisError as exc:
