@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
@@ -20,8 +18,9 @@ import pytest
 
 from chatlab import ChatClient
 from nginx_support import (
-    DEPLOY_CONF, NODE_HEADER, ROOT, WRAPPER, Nginx, Node, require_nginx, start_nginx, start_node,
+    DEPLOY_CONF, NODE_HEADER, WRAPPER, Nginx, Node, require_nginx, start_nginx, start_node,
 )
+from redis_support import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +78,7 @@ async def client() -> AsyncIterator[Callable[..., Awaitable[ChatClient]]]:
 
     yield make
     for chat_client, http in made:
-        await chat_client.sio.disconnect()
+        await chat_client.disconnect()  # also ends a reconnection in progress
         await http.close()
 
 
@@ -224,20 +223,11 @@ async def test_without_sticky_sessions_a_polling_session_breaks(nodes, tmp_path)
         proxy.stop()
 
 
-# -- one chat over the nodes: needs `chatlab serve --redis` ---------------------
-
-def _has_redis_option() -> bool:
-    shown = subprocess.run([sys.executable, "-m", "chatlab", "serve", "--help"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=30).stdout
-    return "--redis" in shown
-
+# -- one chat over the nodes: `chatlab serve --redis` ---------------------------
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    if not _has_redis_option():
-        pytest.skip("chatlab serve has no --redis option yet (the cluster core)")
-    from redis_support import RedisServer  # the cluster tests' own redis-server
-    server = RedisServer()
+def redis_url() -> Iterator[str]:
+    server = RedisServer()  # the cluster tests' own redis-server
     server.start()
     try:
         yield server.url
