@@ -94,7 +94,7 @@ LOWEST := .venv-lowest
 $(LOWEST)/.installed: requirements/lowest.txt pyproject.toml
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
-	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt 'redis==5.0.0' \
+	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt 'redis==5.0.1' \
 	    'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.2' \
 	    nbformat nbclient jupyter_client playwright
 	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .
