@@ -78,20 +78,28 @@ async def around(target: Locator, container: Locator, margin: float) -> list[dic
             strip(bottom, bottom + margin, outer["x"], outer["width"])]
 
 
+async def page_showing(chat_server: RunningServer, open_page: OpenPage, text: str, *,
+                       height: int) -> tuple[ChatClient, Page]:
+    """A page joined as bob that shows ``text`` sent by ann (a Python
+    client, returned for disconnecting), and a message after it."""
+    ann = ChatClient(chat_server.url)
+    await ann.connect()
+    await ann.add_user("ann")
+    page = await open_page(chat_server.url + "/", height=height)
+    await join(page, "bob")
+    await ann.send(text)
+    await ann.send("after")
+    await expect(message(page, "after")).to_be_visible()
+    return ann, page
+
+
 # -- the chat page ------------------------------------------------------------------
 
 
 async def test_a_zalgo_message_stays_inside_its_bubble(
     chat_server: RunningServer, open_page: OpenPage
 ) -> None:
-    ann = ChatClient(chat_server.url)
-    await ann.connect()
-    await ann.add_user("ann")
-    page = await open_page(chat_server.url + "/", height=900)
-    await join(page, "bob")
-    await ann.send(ZALGO_MESSAGE)
-    await ann.send("after")
-    await expect(message(page, "after")).to_be_visible()
+    ann, page = await page_showing(chat_server, open_page, ZALGO_MESSAGE, height=900)
 
     bubble = page.locator("#messages li.message").filter(has_text="ann").first
     text = bubble.locator(".text")
@@ -111,14 +119,7 @@ async def test_a_zalgo_message_stays_inside_its_bubble(
 async def test_a_message_of_a_thousand_lines_is_capped_and_scrolls_on_its_own(
     chat_server: RunningServer, open_page: OpenPage
 ) -> None:
-    ann = ChatClient(chat_server.url)
-    await ann.connect()
-    await ann.add_user("ann")
-    page = await open_page(chat_server.url + "/", height=640)
-    await join(page, "bob")
-    await ann.send(TALL_MESSAGE)
-    await ann.send("after")
-    await expect(message(page, "after")).to_be_visible()
+    ann, page = await page_showing(chat_server, open_page, TALL_MESSAGE, height=640)
 
     text = page.locator("#messages li.message .text").first
     bubble, shown, whole, window_height = await text.evaluate(
