@@ -16,6 +16,8 @@ from typing import AsyncIterator, Awaitable, Callable, Iterator
 import aiohttp
 import pytest
 
+import chatlab
+
 from chatlab import ChatClient
 from nginx_support import (
     DEPLOY_CONF, NODE_HEADER, WRAPPER, Nginx, Node, require_nginx, start_nginx, start_node,
@@ -253,6 +255,9 @@ async def test_one_chat_across_the_nodes_behind_nginx(redis_url, tmp_path, clien
         await other.send("hello from another node")
         await first.wait_for_message(user="bob", text="hello from another node")
     finally:
+        # The clients leave first: stopping the nodes under them would
+        # start their reconnection, which would outlive the test.
+        await chatlab.disconnect_all()
         proxy.stop()
         for node in nodes:
             node.stop()
