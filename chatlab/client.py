@@ -32,6 +32,12 @@ __all__ = ["ChatClient", "ChatRefused", "Message", "disconnect_all"]
 # The reasons for a disconnect after which python-socketio does not reconnect.
 _FINAL_REASONS = ("client disconnect", "server disconnect")
 
+# How long a rejoin after a reconnection keeps asking for its name while the
+# server says it is taken: by this client's old connection until the server
+# notices it is gone, or by a node of a cluster that died, until its
+# heartbeat runs out (docs/scaling.md: at most ttl + beat, 8 s by default).
+REJOIN_PATIENCE = 30.0
+
 # Every client created on each loop, so a notebook can close them all at once.
 _clients: "weakref.WeakSet[ChatClient]" = weakref.WeakSet()
 
@@ -76,7 +82,12 @@ class _Outgoing:
 class ChatClient:
     """A chat user connected to a chat server at ``url``.
 
-    :param url: the server's base URL, e.g. ``server.url``.
+    :param url: the server's base URL, e.g. ``server.url``; or a list of
+        them, the nodes of one chat (:mod:`chatlab.cluster`): the client
+        connects to the first that answers and, when its connection drops,
+        each attempt to reconnect goes to the next one in turn, as a load
+        balancer would send it to a node that is still up. ``urls`` is
+        that list, ``url`` the one in use.
     :param transports: ``["websocket"]`` (the default) or ``["polling"]``;
         None lets python-socketio start with polling and upgrade.
     :param ack_timeout: seconds to wait for the server to acknowledge a
@@ -96,13 +107,17 @@ class ChatClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         transports: Sequence[str] | None = ("websocket",),
         ack_timeout: float = 5.0,
         **client_options: Any,
     ) -> None:
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else [str(u) for u in url]
+        if not self.urls:
+            raise ValueError("ChatClient needs the URL of a chat server")
+        self.url = self.urls[0]  # the server it is connected to, or tries next
+        self._moving = False  # the connection dropped: each attempt tries the next URL
         self.transports = list(transports) if transports is not None else None
         self.ack_timeout = ack_timeout
         client_options.setdefault("handle_sigint", False)  # leave Ctrl-C to the kernel
@@ -128,6 +143,7 @@ class ChatClient:
         self._changes = Changes()
         self._wanted_name: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._connections = 0  # connections made so far (a rejoin belongs to one)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refusal: str | None = None  # why the server last refused to connect
         for event, handler in (
@@ -190,10 +206,12 @@ class ChatClient:
         self.log.record("in", "connect")
         self.state = "connected"
         self.reconnecting = False
+        self._moving = False
+        self._connections += 1
         self._changed("state")
         if self._wanted_name is not None and self.name is None:
             # A reconnection: the server sees a new connection, so join again.
-            self._start(self._rejoin(self._wanted_name))
+            self._start(self._rejoin(self._wanted_name, self._connections))
 
     def _on_connect_error(self, data: Any = None) -> None:
         # The server's own words (e.g. "wrong token"), which python-socketio's
@@ -210,6 +228,7 @@ class ChatClient:
         # says so at once (see _compat.on_final_disconnect), and again when
         # it gives up.
         self.reconnecting = bool(self.sio.reconnection) and reason not in _FINAL_REASONS
+        self._moving = self.reconnecting and len(self.urls) > 1
         self.id = None
         self.name = None
         self.users = []
@@ -296,17 +315,32 @@ class ChatClient:
         self._loop = asyncio.get_running_loop()
         self._auth = auth
         self.state = "connecting"
-        self._refusal = None
         self._changed("state")
-        try:
-            await self.sio.connect(
-                self.url, transports=self.transports, auth=self._connect_auth,
-                wait_timeout=timeout)
-        except socketio.exceptions.ConnectionError as exc:
-            self.state = "disconnected"
-            self._changed("state")
-            why = f"the server refused: {self._refusal}" if self._refusal else exc
-            raise ConnectionError(f"could not connect to {self.url}: {why}") from exc
+        failures = []
+        for url in self.urls:
+            self.url = url
+            self._refusal = None
+            try:
+                await self.sio.connect(
+                    self._connection_url, transports=self.transports,
+                    auth=self._connect_auth, wait_timeout=timeout)
+                return
+            except socketio.exceptions.ConnectionError as exc:
+                why = f"the server refused: {self._refusal}" if self._refusal else exc
+                failures.append((url, why, exc))
+        self.state = "disconnected"
+        self._changed("state")
+        url, why, exc = failures[-1]
+        if len(failures) > 1:
+            url = ", ".join(u for u, _, _ in failures)
+            why = "; ".join(str(w) for _, w, _ in failures)
+        raise ConnectionError(f"could not connect to {url}: {why}") from exc
+
+    def _connection_url(self) -> str:
+        # Called by python-socketio on every (re)connection attempt.
+        if self._moving:
+            self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+        return self.url
 
     def _connect_auth(self) -> Any:
         # Called by python-socketio on every (re)connection, so the server
@@ -342,12 +376,31 @@ class ChatClient:
         await self.wait_until(lambda: self.name is not None, timeout=timeout,
                               what="the server sent this client its name")
 
-    async def _rejoin(self, name: str) -> None:
-        try:
-            await self._call("adduser", name, timeout=5.0)
-        except (ChatRefused, WaitTimeout, ConnectionError) as exc:
-            self._on_error({"event": "adduser", "reason": f"could not rejoin: {exc}"})
-            return
+    async def _rejoin(self, name: str, connection: int) -> None:
+        # Asks again while the name is taken (see REJOIN_PATIENCE), as long
+        # as this connection lasts; the messages waiting for it stay queued.
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + REJOIN_PATIENCE
+        wait = 0.25
+        while True:
+            try:
+                await self._call("adduser", name, timeout=5.0)
+                break
+            except ChatRefused as exc:
+                # Worth waiting for: a name still taken, "too fast", or a
+                # cluster's Redis that cannot be reached for the moment.
+                passing = (exc.retry_after is not None
+                           or any(words in exc.reason for words in ("is taken", "try again")))
+                if not passing or loop.time() + wait > give_up:
+                    self._on_error({"event": "adduser", "reason": f"could not rejoin: {exc}"})
+                    return
+                await asyncio.sleep(exc.retry_after or wait)
+                wait = min(2 * wait, 2.0)
+            except (WaitTimeout, ConnectionError) as exc:
+                self._on_error({"event": "adduser", "reason": f"could not rejoin: {exc}"})
+                return
+            if connection != self._connections or not self.connected or self.name is not None:
+                return  # dropped meanwhile (the next connection joins by itself), or joined
         await self._flush()
 
     async def send(

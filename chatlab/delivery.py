@@ -161,8 +161,10 @@ class Delivery:
         # Never more than `replay` of them, nor any the store has let go
         # of: `after` says where they start.
         seen = max(0, seen, last - self.limits.replay, self.store.dropped_until(last))
+        # To a connection of this server (as every replay below): never
+        # through a cluster's Redis, which would pass it to every node.
         await self.sio.emit("history", {"chat": self._chat_id, "after": seen, "last": last},
-                            to=sid)
+                            to=sid, ignore_queue=True)
         while True:
             if seen > self._last:  # only in a cluster: ahead of this server's feed
                 if not await self._reached(seen):
@@ -188,7 +190,7 @@ class Delivery:
                 rest = (self._upto_last(await self.store.after(seen, self.last_page))
                         if seen < self._last else [])
                 for message in rest:
-                    await self.sio.emit("message", message.payload(), to=sid)
+                    await self.sio.emit("message", message.payload(), to=sid, ignore_queue=True)
                 if rest:
                     seen = rest[-1].offset
                 if len(rest) == self.last_page and seen < self._last:
@@ -236,7 +238,7 @@ class Delivery:
         for message in page:
             if not await room_to_send(self.sio, sid):
                 return None
-            await self.sio.emit("message", message.payload(), to=sid)
+            await self.sio.emit("message", message.payload(), to=sid, ignore_queue=True)
         return page[-1].offset
 
     async def publish(self, user: str, sid: str, text: str,

@@ -153,7 +153,8 @@ class GuardedNamespace(socketio.AsyncNamespace):
         except _Flooding:
             environ = self.server.get_environ(sid, self.namespace)
             self.closed_for_flooding(sid, client_address(environ) if environ else None)
-            await self.emit("error", {"event": None, "reason": self.flood_reason()}, to=sid)
+            await self.emit("error", {"event": None, "reason": self.flood_reason()}, to=sid,
+                            ignore_queue=True)
             await self.disconnect(sid)
             return self.server.not_handled
 
@@ -243,7 +244,7 @@ class GuardedNamespace(socketio.AsyncNamespace):
             "event": echo(event) if event is not None else None, "reason": refusal.reason}
         if refusal.retry_after is not None:
             payload["retryAfter"] = refusal.retry_after  # seconds: it may be sent again then
-        await self.emit("error", payload, to=sid)
+        await self.emit("error", payload, to=sid, ignore_queue=True)  # the sender is ours
         return payload
 
     def check_token(self, auth: Any) -> None:

@@ -84,7 +84,7 @@ def close_on_unreadable_packets(sio: socketio.AsyncServer) -> None:
         sio.logger.warning("closing %s: unreadable packet: %r", eio_sid, exc)
         sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
         if sid is not None:
-            await sio.emit("error", {"event": None, "reason": reason}, to=sid)
+            await sio.emit("error", {"event": None, "reason": reason}, to=sid, ignore_queue=True)
         else:
             # Not connected yet: it was the connect packet itself (an
             # offset too big for the JSON reader, say), and a client that
@@ -284,7 +284,8 @@ class EventGate:
             environ = self.sio.get_environ(sid, self.namespace.namespace)
             self.namespace.closed_for_flooding(sid, client_address(environ) if environ else None)
             await self.namespace.emit(
-                "error", {"event": None, "reason": self.namespace.flood_reason()}, to=sid)
+                "error", {"event": None, "reason": self.namespace.flood_reason()}, to=sid,
+                ignore_queue=True)
             await close_connection(self.sio, eio_sid, environ)
         finally:
             self._closing.discard(sid)

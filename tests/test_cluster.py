@@ -126,7 +126,7 @@ async def test_a_client_that_comes_back_on_another_node_gets_what_it_missed(node
     await bob.go_offline()
     for n in range(30):
         await ann.send(f"missed {n}")
-    bob.url = nodes[2].url
+    bob.urls = [nodes[2].url]  # its next connection goes there
     await bob.go_online()
     await ann.send("after")
     await bob.wait_for_message(text="after")
@@ -233,3 +233,54 @@ async def test_after_redis_restarts_empty_the_nodes_start_a_new_history(redis_se
     await bob.wait_for_message(text="reply")
     assert [m.offset for m in ann.messages if m.text in ("after", "reply")] == [1, 2]
     await chatlab.shutdown()
+
+
+async def test_a_client_given_every_node_moves_to_another_when_its_node_stops(redis_server):  # noqa: F811
+    redis.Redis.from_url(redis_server.url).flushall()
+    chats = [ChatServer(redis=redis_server.url, limits=FAST) for _ in range(2)]
+    running = [await chat.serve(name=f"moving-{n}") for n, chat in enumerate(chats)]
+    ann = ChatClient([r.url for r in running])
+    bob = ChatClient(running[1].url)
+    try:
+        for client, name in ((ann, "ann"), (bob, "bob")):
+            await client.connect()
+            await client.add_user(name)
+        assert ann.url == running[0].url
+        await bob.send("before")
+        await ann.wait_for_message(text="before")
+        await running[0].stop()  # ann's node goes
+        await ann.wait_until(lambda: not ann.connected, what="the node gone")
+        await bob.send("while ann moves")
+        await ann.wait_until(lambda: ann.connected and ann.name == "ann", timeout=10,
+                             what="ann back, on the other node")
+        assert ann.url == running[1].url
+        await ann.wait_for_message(text="while ann moves")
+        await ann.send("after")
+        await bob.wait_for_message(text="after")
+        assert [m.offset for m in ann.messages] == [1, 2, 3]
+        assert received_offsets(ann) == [1, 2, 3], "caught up, nothing twice"
+        await bob.wait_for_users(names=["bob", "ann"])
+    finally:
+        await chatlab.shutdown()
+
+
+def publishes(url: str) -> int:
+    """How many PUBLISH commands this Redis has run."""
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+async def test_a_replay_goes_to_its_client_only_not_through_redis(redis_server, nodes, user):  # noqa: F811
+    ann = await user(nodes[0], "ann")
+    for n in range(60):
+        await ann.send(f"kept {n}")
+    before = publishes(redis_server.url)
+    # History, replay and the welcome are for one connection of this node:
+    # passed to every node over pub/sub, they would cost each node a decode
+    # per message.
+    bob = ChatClient(nodes[1].url)  # type: ignore[attr-defined]
+    await bob.connect(auth={"serverOffset": 0})
+    await bob.wait_until(lambda: bob.last_offset == 50, what="the replay")
+    await bob.add_user("bob")
+    await ann.wait_for_users(names=["ann", "bob"])
+    assert publishes(redis_server.url) - before < 10

@@ -142,3 +142,58 @@ async def test_a_restart_on_the_same_database_loses_and_repeats_nothing(tmp_path
         for client in clients:
             await client.disconnect()
         await server.stop()
+
+
+async def test_a_rejoin_refused_while_the_name_is_still_taken_asks_again_until_it_is_free():
+    # After a reconnection the server may still hold the client's name: its
+    # old connection until the server notices it is gone, or a dead node of
+    # a cluster until its heartbeat runs out. The rejoin waits for it.
+    server = await ChatServer().serve(name="faults-rejoin")
+    ann, holder = ChatClient(server.url), ChatClient(server.url)
+    coming_back = None
+    try:
+        await ann.connect()
+        await ann.add_user("ann")
+        await ann.go_offline()
+        await holder.connect()
+        await holder.add_user("ann")  # free while ann is away
+        coming_back = asyncio.ensure_future(ann.go_online(timeout=20))
+
+        def refusals() -> int:
+            return sum(1 for entry in ann.log.entries
+                       if entry.direction == "out" and entry.event == "adduser")
+
+        # add_user, then at least two rejoins: refused, and asked again
+        await ann.wait_until(lambda: refusals() >= 3, timeout=10, what="the rejoin asked again")
+        assert ann.name is None
+        await holder.disconnect()
+        await coming_back
+        assert ann.name == "ann"
+        # The server's refusals are shown; the client never gave up.
+        assert {e["reason"] for e in ann.errors} == {"the name 'ann' is taken; choose another"}
+        await ann.wait_for_users(names=["ann"])
+    finally:
+        if coming_back is not None:
+            coming_back.cancel()
+        await ann.disconnect()
+        await holder.disconnect()
+        await server.stop()
+
+
+async def test_a_client_given_several_urls_connects_to_the_first_that_answers():
+    server = await ChatServer().serve(name="faults-urls")
+    gone = await ChatServer().serve(name="faults-gone")
+    dead_url = gone.url
+    await gone.stop()
+    client = ChatClient([dead_url, server.url])
+    try:
+        await client.connect()
+        assert client.url == server.url
+        await client.add_user("ann")
+    finally:
+        await client.disconnect()
+        await server.stop()
+    with pytest.raises(ConnectionError, match="could not connect to .*, .*"):
+        await ChatClient([dead_url, dead_url]).connect(timeout=2)
+    with pytest.raises(ValueError, match="URL"):
+        ChatClient([])
