@@ -103,6 +103,13 @@
   const myIds = new Set();  // this page's connection ids, old and new: its messages
   let wantedName = null;    // the name asked for, sent again after reconnecting
   let joinedBefore = false; // so a reconnection rejoins instead of asking again
+  // After a reconnection the name can still be held for a while: by this
+  // page's old connection until the server notices it is gone, or by a node
+  // of a cluster that died, until its heartbeat runs out (docs/scaling.md).
+  // A rejoin refused for that asks again, for up to REJOIN_PATIENCE_MS.
+  const REJOIN_PATIENCE_MS = 30000;
+  let rejoinUntil = 0;
+  let rejoinWait = 0;
   let lastUsers = [];
   let needToken = false;    // the server refused us for a missing or wrong token
   let token = null;         // the token the user gave, sent on every connection
@@ -326,6 +333,8 @@
     showConnected();
     if (wantedName !== null && joinedBefore) {
       // The server sees a new connection: join again under the same name.
+      rejoinUntil = Date.now() + REJOIN_PATIENCE_MS;
+      rejoinWait = 250;
       addUser(wantedName);
     }
     updateForms();
@@ -429,6 +438,16 @@
     showNotice(
       event ? `The server refused "${event}": ${reason}` : `Server error: ${reason}`
     );
+    if (event === "adduser" && !joined() && rejoining() && Date.now() + rejoinWait < rejoinUntil
+        && /is taken|try again/.test(String(reason))) {
+      showNotice(`Waiting for the name "${wantedName}" to be free again: ${reason}`);
+      const connection = socket.id;
+      setTimeout(() => {
+        if (socket.connected && socket.id === connection && rejoining()) addUser(wantedName);
+      }, rejoinWait);
+      rejoinWait = Math.min(2 * rejoinWait, 2000);
+      return;
+    }
     if (event === "adduser" && !joined()) {
       // The name was refused (taken, too long…): ask for another.
       wantedName = null;
