@@ -399,15 +399,23 @@ def polling_packet_limit() -> int | None:
 
 # -- a node of a cluster (chatlab.cluster) ------------------------------------
 
-async def stop_pubsub_manager(manager: socketio.AsyncPubSubManager) -> None:
+async def stop_pubsub_manager(manager: socketio.AsyncManager) -> None:
     """End a pub/sub client manager (``AsyncRedisManager``) of a server that
-    stops: python-socketio gives it no ``stop()``, and its listening task
+    stops (any other manager is left alone): python-socketio gives it no
+    ``stop()``, and its listening task
     (``thread``) and Redis client (``redis``) would outlive the server,
     still subscribed, and warn of unclosed connections when the event loop
     closes. The task is cancelled (again, should a Redis read swallow the
     cancellation) and awaited, and the client closed. Missing: the task
     and client are left to end with the event loop.
     """
+    from socketio.async_pubsub_manager import AsyncPubSubManager
+
+    if not isinstance(manager, AsyncPubSubManager):
+        return  # AsyncManager: nothing runs beside the server
+    server = getattr(manager, "server", None)
+    if getattr(server, "manager_initialized", True) is False:
+        return  # started by the first connection, and none came: nothing runs
     task = getattr(manager, "thread", None)
     client = getattr(manager, "redis", None)
     if task is None and client is None and not hasattr(manager, "thread"):

@@ -72,8 +72,9 @@ class ChatServer:
         server as one node of a chat that every server given the same URL
         shares (:mod:`chatlab.cluster`): messages, offsets and users live
         there, and ``db`` is not used. Room and direct messages go through
-        python-socketio's ``AsyncRedisManager`` (the fast fan-out and users
-        list speed-ups, which know one server only, are left out).
+        python-socketio's ``AsyncRedisManager`` (with ``fast``, one whose
+        sends to this node's connections are the fast fan-out's; the users
+        list speed-up, which knows one server only, is left out).
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -114,7 +115,8 @@ class ChatServer:
         self.cluster = None
         if redis is not None:
             from .cluster import Cluster  # only a cluster needs redis-py
-            self.cluster = Cluster(redis, kept=limits.kept)
+            self.cluster = Cluster(redis, kept=limits.kept,
+                                   fanout=bool(self.fast and self.fast.fanout))
             server_options.setdefault("client_manager", self.cluster.manager)
         self.store = self.cluster.store if self.cluster else MessageStore(db, kept=limits.kept)
         server_options.setdefault("max_http_buffer_size", limits.http_buffer_size)
@@ -203,16 +205,25 @@ class ChatServer:
         :func:`chatlab.host.serve`); the page is at the returned ``url``."""
         self.allowed_hosts.add_listening_address(host)
         try:
-            await self.delivery.open()
-        except DatabaseInUseError:
-            old = running_servers().get(name)
-            if old is None:
-                raise
-            # A re-run cell: the chat this one replaces (which serve_sio
-            # would stop next) lets go of the database file first.
-            await old.stop()
-            await self.delivery.open()
-        if self.cluster is not None:
-            await self.cluster.start(self)
-        return await serve_sio(self.sio, name=name, host=host, port=port,
-                               app=self.make_app(), quiet=quiet, listener=self.connections)
+            try:
+                await self.delivery.open()
+            except DatabaseInUseError:
+                old = running_servers().get(name)
+                if old is None:
+                    raise
+                # A re-run cell: the chat this one replaces (which serve_sio
+                # would stop next) lets go of the database file first.
+                await old.stop()
+                await self.delivery.open()
+            if self.cluster is not None:
+                await self.cluster.start(self)
+            return await serve_sio(self.sio, name=name, host=host, port=port,
+                                   app=self.make_app(), quiet=quiet, listener=self.connections)
+        except BaseException as exc:
+            # Not serving (a port taken, Redis not there): let go of the
+            # database file, and stop the cluster's heartbeat and feed.
+            await self.store.close()
+            if self.cluster is not None:
+                await self.cluster.stop()
+                self.cluster.explain(exc)
+            raise

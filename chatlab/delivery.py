@@ -107,6 +107,16 @@ class Delivery:
             self._chat_id = await self.store.chat_id()
             self._last = await self.store.last_offset()
 
+    async def restart(self, chat: str) -> None:
+        """In a cluster whose store lost its history (Redis restarted
+        empty): a new history ``chat`` starts at offset 0, and every live
+        client is told at once, before any of its messages."""
+        async with self.order:
+            self._chat_id = chat
+            self._last = 0
+            await self.sio.emit("history", {"chat": chat, "after": 0, "last": 0},
+                                room=LIVE_ROOM, ignore_queue=True)
+
     def connecting(self, sid: str, auth: Any) -> None:
         """Note where a connecting client's history ends (its ``auth``);
         refuse the connection when that makes no sense."""

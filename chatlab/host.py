@@ -360,6 +360,10 @@ class RunningServer:
                 await self._end_tasks(self._tasks)
             finally:
                 await self._runner.cleanup()
+                # python-socketio never stops a pub/sub manager (such as
+                # AsyncRedisManager): its listener and Redis client would
+                # outlive the server.
+                await _compat.stop_pubsub_manager(self.sio.manager)
                 self._restore()
 
     async def _drop_clients(self) -> None:

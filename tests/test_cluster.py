@@ -6,6 +6,7 @@ and names unique across nodes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -21,13 +22,14 @@ pytestmark = pytest.mark.integration
 FAST = Limits(events_per_second=1000, burst=1000)
 
 
-@pytest.fixture
-async def nodes(redis_server: RedisServer) -> AsyncIterator[list[ChatServer]]:  # noqa: F811
-    """Three nodes of one chat, on an empty Redis; each has ``.url``."""
+@pytest.fixture(params=[False, True], ids=["plain", "fast"])
+async def nodes(redis_server: RedisServer, request) -> AsyncIterator[list[ChatServer]]:  # noqa: F811
+    """Three nodes of one chat, on an empty Redis; each has ``.url``. With
+    and without chatlab.fast (its fan-out under the Redis manager)."""
     redis.Redis.from_url(redis_server.url).flushall()
     servers = []
     for n in range(3):
-        chat = ChatServer(redis=redis_server.url, limits=FAST)
+        chat = ChatServer(redis=redis_server.url, limits=FAST, fast=request.param)
         chat.url = (await chat.serve(name=f"node-{n}")).url  # type: ignore[attr-defined]
         servers.append(chat)
     yield servers
@@ -284,3 +286,81 @@ async def test_a_replay_goes_to_its_client_only_not_through_redis(redis_server, 
     await bob.add_user("bob")
     await ann.wait_for_users(names=["ann", "bob"])
     assert publishes(redis_server.url) - before < 10
+
+
+async def test_a_crowd_joining_at_once_gets_a_few_lists_not_one_per_join(nodes):
+    # Each join is published to every node; a node reading and sending the
+    # list for each would send every client a list per join (N lists of up
+    # to N names each, for N users).
+    from test_users_list import WireUser
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        users = await asyncio.gather(*(
+            WireUser.join(http, nodes[n % 3].url, f"u{n}") for n in range(150)))
+        try:
+            for user in users:
+                await user.wait_for_list(150)
+            for node in nodes:
+                await asyncio.wait_for(node.cluster.users.sent(), 10)
+            # Every list sent was read (a node's lists go out in order).
+            last = [f"u{n}" for n in range(150)]
+            for user in users:
+                await user.changes.wait_until(lambda user=user: user.ws.closed or sorted(
+                    user.lists()[-1]) == sorted(last), what="the newest list last")
+            counts = sorted(len(user.lists()) for user in users)
+            assert counts[-1] < 40, counts  # one per join was about 80 each
+        finally:
+            for user in users:
+                await user.close()
+
+
+async def test_a_node_that_cannot_listen_stops_its_heartbeat_and_feed(redis_server, nodes):  # noqa: F811
+    port = int(nodes[0].url.rsplit(":", 1)[1].strip("/"))  # type: ignore[attr-defined]
+    late = ChatServer(redis=redis_server.url)
+    with pytest.raises(chatlab.PortInUseError):
+        await late.serve(name="late", port=port)
+    # Nothing of it left running (the test's guard also checks tasks), and
+    # it never joined the chat's nodes.
+    assert late.cluster.feed is None and late.cluster.stopped
+    assert all(task.done() for task in late.cluster.users._tasks)
+
+
+async def test_a_node_whose_redis_cannot_be_reached_says_so_and_leaves_nothing(capfd, caplog):
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    with pytest.raises(ConnectionError, match=f"cannot reach the chat's Redis at {url}"):
+        await ChatServer(redis=url).serve(name="no-redis")
+    assert "no-redis" not in chatlab.running_servers()
+    assert capfd.readouterr().err == "" and caplog.records == []
+
+
+async def test_one_sender_s_messages_get_offsets_in_the_order_it_sent_them(nodes):
+    # Sent back to back without waiting for acknowledgements: the handlers
+    # run side by side, and their scripts must still reach Redis in the
+    # order the messages came.
+    import aiohttp
+    from wire import connect_websocket
+
+    async with aiohttp.ClientSession() as http:
+        ws = await connect_websocket(http, nodes[0].url)
+        await ws.send_str('42["adduser","ann"]')
+        async for frame in ws:  # joined once welcomed
+            if frame.type != aiohttp.WSMsgType.TEXT or frame.data.startswith('42["private"'):
+                break
+        for n in range(500):
+            await ws.send_str(f'42{n}["message","{n}","id-{n}"]')
+        acks = 0
+        async for frame in ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            if frame.data == "2":
+                await ws.send_str("3")
+            elif frame.data.startswith("43"):
+                acks += 1
+                if acks == 500:
+                    break
+        await ws.close()
+    stored = await nodes[1].store.after(0)
+    assert [m.text for m in stored] == [f"{n}" for n in range(500)]

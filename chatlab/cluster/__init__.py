@@ -12,8 +12,9 @@ URL``) runs one node. What each promise of the single server rests on:
   reads the same store;
 - room and direct messages reach recipients on any node: the server's
   client manager is python-socketio's ``AsyncRedisManager``, which passes
-  each emit to every node over Redis pub/sub (so the single server's
-  ``FanoutManager`` speed-up is not used: it knows one node only);
+  each emit to every node over Redis pub/sub (with ``fast``, each node
+  sends to its own connections as ``FanoutManager`` does, without a task
+  per recipient);
 - the users list shows the users of every node, and a name is taken once
   cluster-wide; a node that dies leaves no ghosts:
   :mod:`chatlab.cluster.users`.
@@ -28,6 +29,8 @@ and the heartbeats claim the connected users' names again
 
 Every key starts with ``prefix`` (``chatlab`` by default), so a Redis
 database can hold several chats. Nothing else in chatlab needs Redis.
+:class:`LocalRedis` runs a throwaway redis-server for a lesson or a test
+(:mod:`chatlab.cluster.local_redis`).
 """
 
 from __future__ import annotations
@@ -36,17 +39,22 @@ import uuid
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 import socketio
 
 from .._compat import stop_pubsub_manager
+from ..fast.fanout import FanoutRedisManager
 from .feed import Feed
+from .local_redis import LocalRedis, RedisServerNotFound
 from .store import RedisStore
 from .users import ClusterNamespace, ClusterUsers
 
 if TYPE_CHECKING:
     from ..chat_server import ChatServer
 
-__all__ = ["Cluster", "ClusterNamespace", "ClusterUsers", "Feed", "RedisStore"]
+__all__ = ["Cluster", "ClusterNamespace", "ClusterUsers", "Feed", "LocalRedis",
+           "RedisServerNotFound", "RedisStore"]
 
 
 class Cluster:
@@ -57,18 +65,22 @@ class Cluster:
     :param prefix: the start of every key and channel of this chat.
     :param beat: how often this node says it is alive (seconds).
     :param ttl: how long it counts as alive after its last beat.
+    :param fanout: send to this node's connections without a task for each
+        (:class:`chatlab.fast.fanout.FanoutRedisManager`).
     """
 
     def __init__(self, url: str, *, kept: int = 10_000, prefix: str = "chatlab",
-                 beat: float = 2.0, ttl: float = 6.0) -> None:
+                 beat: float = 2.0, ttl: float = 6.0, fanout: bool = False) -> None:
         self.url = url
         self.prefix = prefix
         self.node = uuid.uuid4().hex[:12]
         self.redis = aioredis.Redis.from_url(url, decode_responses=True)
         self.store = RedisStore(self.redis, prefix, kept=kept)
         self.users = ClusterUsers(self.redis, prefix, self.node, beat=beat, ttl=ttl)
-        self.manager = socketio.AsyncRedisManager(url, channel=f"{prefix}:socketio")
+        manager = FanoutRedisManager if fanout else socketio.AsyncRedisManager
+        self.manager = manager(url, channel=f"{prefix}:socketio")
         self.feed: Feed | None = None
+        self.stopped = False  # for good: its Redis connections are closed
 
     async def start(self, chat: "ChatServer") -> None:
         """Start the feed and the heartbeat (once ``chat.delivery`` is open)."""
@@ -77,8 +89,19 @@ class Cluster:
             self.feed.start()
             await self.users.start(chat.sio, chat.namespace)
 
+    def explain(self, error: BaseException) -> None:
+        """Raise a ``ConnectionError`` naming this chat's Redis if ``error``
+        came from not reaching it (redis-py's own names only the address)."""
+        if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+            raise ConnectionError(
+                f"cannot reach the chat's Redis at {self.url} ({error}); is redis-server "
+                f"running there? (see docs/scaling.md)") from error
+
     async def stop(self) -> None:
         """Stop this node's part: its users leave every list at once."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.feed is not None:
             await self.feed.stop()
             self.feed = None

@@ -46,7 +46,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError, TimeoutError
 
-from ..delivery import LIVE_ROOM, PAGE, Delivery
+from ..delivery import PAGE, Delivery
 from .store import RedisStore
 
 __all__ = ["Feed", "end"]
@@ -112,12 +112,6 @@ class Feed:
     async def _new_history(self) -> None:
         """Redis lost the history (see the module): start the new one."""
         chat = await self.store.chat_id()
-        delivery = self.delivery
-        async with delivery.order:
-            # Delivery's own state, set as its open() does for a new store.
-            delivery._chat_id = chat
-            delivery._last = 0
-            await delivery.sio.emit("history", {"chat": chat, "after": 0, "last": 0},
-                                    room=LIVE_ROOM, ignore_queue=True)
+        await self.delivery.restart(chat)
         logger.warning("chatlab: the chat's history in Redis was lost (Redis restarted?); "
                        "a new one starts: %s", chat)

@@ -18,6 +18,12 @@ entry, note its id, and let the oldest go beyond ``kept``. Offsets are
 therefore 1, 2, 3, ... cluster-wide with no gap, and a message id is
 stored once, whichever node gets it, for as long as its message is kept.
 
+A node sends the scripts of the messages it is given in the order they
+came, on one connection, those that came meanwhile together (one pipeline,
+one round trip): so one sender's messages get offsets in the order it sent
+them (spread over a pool's connections, two could swap), and a busy node
+pays one round trip for many messages.
+
 Redis down, and Redis restarted. While Redis cannot be reached, a message
 sent to any node is refused with an ``error`` saying so (its sender can
 send it again later under the same message id): nothing is stored, so no
@@ -33,10 +39,12 @@ id, offsets start again at 1 (see :mod:`chatlab.cluster.feed`).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from ..store import StoredMessage
 from ..validation import Refused
@@ -118,12 +126,18 @@ class RedisStore:
         self.kept = kept
         self.current: str | None = None  # the chat id this node has
         self.keys = {name: f"{prefix}:{name}" for name in ("chat", "offset", "messages", "ids")}
-        self._add = client.register_script(ADD)
+        self._add_keys = [self.keys[name] for name in ("offset", "messages", "ids", "chat")]
+        self._script: str | None = None  # the sha of ADD, loaded in this Redis
+        # Messages waiting for the next pipeline: their script's arguments,
+        # and where their answer goes.
+        self._waiting: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self._sending: asyncio.Task[None] | None = None
 
     async def chat_id(self) -> str:
         """This history's id (made by the first node that asked)."""
         await self.redis.set(self.keys["chat"], uuid.uuid4().hex, nx=True)
         self.current = await self.redis.get(self.keys["chat"])
+        self._script = await self.redis.script_load(ADD)
         return self.current
 
     async def add(self, user: str, sender: str, text: str,
@@ -134,17 +148,47 @@ class RedisStore:
         :raises Unreachable: Redis cannot be reached.
         :raises HistoryLost: the history this node has is gone (see the module).
         """
-        try:
-            new, *rest = await self._add(
-                keys=[self.keys["offset"], self.keys["messages"], self.keys["ids"],
-                      self.keys["chat"]],
-                args=[user, sender, text, message_id or "", self.kept, self.current or ""])
-        except (ConnectionError, TimeoutError, OSError):
-            raise Unreachable() from None
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(
+            ([user, sender, text, message_id or "", self.kept, self.current or ""], answer))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.ensure_future(self._send())
+        new, *rest = await answer
         if new == -1:
             raise HistoryLost()
         offset, *rest = rest
         return StoredMessage(int(offset), *rest), bool(new)
+
+    async def _send(self) -> None:
+        """Run the waiting messages' scripts, in order, a pipeline at a
+        time, until none is waiting; answer each."""
+        reloaded = False
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                if self._script is None:
+                    self._script = await self.redis.script_load(ADD)
+                pipe = self.redis.pipeline(transaction=False)
+                for args, _ in batch:
+                    pipe.evalsha(self._script, len(self._add_keys), *self._add_keys, *args)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            except (ConnectionError, TimeoutError, OSError):
+                answers = [Unreachable() for _ in batch]
+            except Exception as exc:  # answered to each sender, not lost in this task
+                answers = [exc for _ in batch]
+            if not reloaded and any(isinstance(a, NoScriptError) for a in answers):
+                # Redis restarted and forgot the script: load it, run them again
+                # (the script itself refuses them if the history went too).
+                self._script, reloaded = None, True
+                self._waiting = batch + self._waiting
+                continue
+            for (_, answer), result in zip(batch, answers):
+                if answer.done():
+                    continue  # its sender went away
+                if isinstance(result, BaseException):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
 
     def dropped_until(self, last: int) -> int:
         """The newest offset let go of, when ``last`` is the newest: the
@@ -183,7 +227,10 @@ class RedisStore:
         return await self.redis.xlen(self.keys["messages"])
 
     async def close(self) -> None:
-        """Nothing to let go of: the cluster closes the Redis client."""
+        """Answer the messages on their way (the cluster closes the Redis
+        client)."""
+        if self._sending is not None:
+            await asyncio.wait({self._sending}, timeout=10)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.prefix!r}>"

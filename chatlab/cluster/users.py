@@ -13,9 +13,11 @@ also writes them to Redis, under the chat's prefix ``P``:
 
 The users list is every member of ``P:joined``, in join order. A change
 (join, leave, a dead node swept) is published on the channel ``P:users``;
-every node then reads the list afresh and sends it to its own clients
-(one read and send at a time per node, so the last list each client gets
-is the newest).
+every node then reads the list afresh and sends it to its own clients.
+One read and send at a time per node, and changes that come meanwhile
+make one more, so the last list each client gets is the newest, and a
+crowd joining at once costs each node a few lists, not one per join;
+from ``crowd`` users on, at most one per ``interval`` seconds.
 
 A node that dies (SIGKILL, a lost machine) stops beating; its heartbeat
 key expires at most ``ttl`` after its last beat, and every node sweeps
@@ -130,13 +132,16 @@ class ClusterUsers:
     """
 
     def __init__(self, client: aioredis.Redis, prefix: str, node: str, *,
-                 beat: float = 2.0, ttl: float = 6.0) -> None:
+                 beat: float = 2.0, ttl: float = 6.0, crowd: int = 100,
+                 interval: float = 0.05) -> None:
         if not 0 < beat < ttl:
             raise ValueError("the heartbeat must be more often than the ttl")
         self.redis = client
         self.node = node
         self.beat = beat
         self.ttl = ttl
+        self.crowd = crowd
+        self.interval = interval
         self.channel = f"{prefix}:users"
         self.node_prefix = f"{prefix}:node:"
         self._keys = [f"{prefix}:{name}" for name in ("names", "users", "joined", "joins")]
@@ -146,7 +151,10 @@ class ClusterUsers:
         self._list = client.register_script(LIST)
         self._names: list[str] = []
         self._mine: dict[str, str] = {}  # sid -> name key, of this node's joined users
-        self._sending = asyncio.Lock()
+        self._sending = False  # a read and send of the list is under way
+        self._due = False  # a change came since that read began
+        self._idle = asyncio.Event()  # no list being read or sent, none due
+        self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self.sio: socketio.AsyncServer | None = None
         self.namespace: ChatNamespace | None = None
@@ -233,11 +241,28 @@ class ClusterUsers:
         self._names = await self._list(keys=[joined, users])
 
     async def _send(self) -> None:
-        """Read the list and send it to this node's clients, one at a time."""
-        async with self._sending:
-            await self._refresh()
-            assert self.sio is not None
-            await self.sio.emit("users", self.names(), ignore_queue=True)
+        """Read the list and send it to this node's clients: at once, or,
+        if a send is under way, once more after it."""
+        assert self.sio is not None
+        self._due = True
+        if self._sending:
+            return
+        self._sending = True
+        self._idle.clear()
+        try:
+            while self._due:
+                self._due = False
+                await self._refresh()
+                await self.sio.emit("users", self.names(), ignore_queue=True)
+                if len(self._names) >= self.crowd:
+                    await asyncio.sleep(self.interval)  # a crowd: the next list waits
+        finally:
+            self._sending = False
+            self._idle.set()
+
+    async def sent(self) -> None:
+        """Wait until this node has sent its clients the newest list."""
+        await self._idle.wait()
 
     async def _heartbeat(self) -> bool:
         """Say this node is alive; True if it was not (or Redis forgot)."""

@@ -23,7 +23,7 @@ from socketio import packet
 from .. import _compat
 from .direct_writes import DirectQueue
 
-__all__ = ["FanoutManager"]
+__all__ = ["FanoutManager", "FanoutRedisManager"]
 
 
 class FanoutManager(socketio.AsyncManager):
@@ -76,3 +76,11 @@ class FanoutManager(socketio.AsyncManager):
                     await self.server.eio.send_packet(eio_sid, eio_pkt)
                 except engineio.exceptions.SocketIsClosedError:
                     break  # closing: nothing more reaches it, and the others still get theirs
+
+
+class FanoutRedisManager(socketio.AsyncRedisManager, FanoutManager):
+    """``socketio.AsyncRedisManager`` whose sends to this server's own
+    connections (its emits, and those other nodes pass on through Redis)
+    are :class:`FanoutManager`'s: python-socketio's pub/sub manager makes
+    them with ``super().emit``, which here is FanoutManager's. For a node
+    of a cluster (:mod:`chatlab.cluster`)."""
