@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("0*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 TITLE = ("Understanding Socket.IO: Building a simple real-time chat app with Node.js "
          "and Socket.IO")
 
@@ -96,3 +96,15 @@ def test_socket_data_is_mapped_to_the_session():
     table = next(s for s in markdown(lesson("01")) if "| Node.js Socket.IO |" in s)
     row = next(line for line in table.splitlines() if "socket.data" in line)
     assert "save_session" in row
+
+
+def test_scaling_out_teaches_what_the_adapters_do_and_do_not():
+    said = text(lesson("10"))
+    for taught in ("CPU", "memory", "connections", "restarts without downtime",
+                   "sticky sessions", "hash $remote_addr consistent;", "AsyncRedisManager",
+                   "@socket.io/redis-adapter", "@socket.io/redis-streams-adapter",
+                   "connection state recovery", "SIGKILL", "8 seconds"):
+        assert taught.lower() in said.lower(), taught
+    sources = [cell.source for cell in nbformat.read(lesson("10"), as_version=4).cells]
+    sticky = next(s for s in sources if "## Sticky sessions" in s)
+    assert "sequenceDiagram" in sticky and "polling" in sticky

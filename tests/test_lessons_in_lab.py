@@ -28,7 +28,8 @@ from browser import ARTIFACTS, CHROMIUM_ARGS, screenshot
 from lab import JupyterLab, LabNotebook, lab_on_a_copy
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-LESSONS = ["00-start-here.ipynb", "03-rooms.ipynb", "06-delivery-guarantees.ipynb"]
+LESSONS = [
+    "00-start-here.ipynb", "03-rooms.ipynb", "06-delivery-guarantees.ipynb", "10-scaling-out.ipynb"]
 YOUR_TURN = re.compile(r"\*\*Your turn\b")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
