@@ -364,3 +364,26 @@ async def test_one_sender_s_messages_get_offsets_in_the_order_it_sent_them(nodes
         await ws.close()
     stored = await nodes[1].store.after(0)
     assert [m.text for m in stored] == [f"{n}" for n in range(500)]
+
+
+async def test_the_store_keeps_text_exactly_and_lets_the_oldest_go_with_their_ids(redis_server):  # noqa: F811
+    import redis.asyncio as aioredis
+    from chatlab.cluster.store import RedisStore
+
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    await client.flushall()
+    store = RedisStore(client, "kept-test", kept=3)
+    await store.chat_id()
+    tricky = 'a "quote" \\ back/slash \u2028 é 😀 <b>x</b> \x7f'
+    for n in range(5):
+        message, new = await store.add("ann", "sid-1", f"{n} {tricky}", f"id-{n}")
+        assert new and message.offset == n + 1 and message.text == f"{n} {tricky}"
+    assert [(m.offset, m.user, m.sender, m.text) for m in await store.after(0)] == [
+        (n + 1, "ann", "sid-1", f"{n} {tricky}") for n in range(2, 5)]
+    again, new = await store.add("bob", "sid-2", "other text", "id-4")  # a resend
+    assert not new and (again.offset, again.user, again.text) == (5, "ann", f"4 {tricky}")
+    # id-0's message was let go of, and its id with it: a new message.
+    fresh, new = await store.add("ann", "sid-1", "0 again", "id-0")
+    assert new and fresh.offset == 6
+    assert await client.hlen("kept-test:ids") == 3
+    await client.aclose()

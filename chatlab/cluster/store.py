@@ -8,7 +8,10 @@ under a prefix (``chatlab`` by default):
 - ``PREFIX:offset``: the last offset handed out (INCR);
 - ``PREFIX:messages``: a Redis Stream, one entry per message, whose entry
   id is ``OFFSET-0``: the stream's order is the offsets' order, and each
-  node's feed (:mod:`chatlab.cluster.feed`) reads it from where it is;
+  node's feed (:mod:`chatlab.cluster.feed`) reads it from where it is. The
+  entry has one field, ``m``: the JSON array ``[user, sender, text,
+  message id]`` (one field, not four: every node parses every entry, and
+  that cost is per field);
 - ``PREFIX:ids``: a hash from each message id to its offset.
 
 :meth:`RedisStore.add` is one Lua script, so Redis runs it whole, with no
@@ -40,6 +43,7 @@ id, offsets start again at 1 (see :mod:`chatlab.cluster.feed`).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -68,8 +72,9 @@ class HistoryLost(Refused):
                          "is starting, so the message was not sent; send it again in a moment")
 
 # KEYS: offset, messages, ids, chat. ARGV: user, sender, text, message id
-# ("" for none), kept, chat id ("" for any). Returns {new (1/0), offset,
-# user, sender, text}, or {-1} when the chat id is not ARGV[6] (a new history).
+# ("" for none), kept, chat id ("" for any). Returns {1, offset} for a new
+# message (its sender has the rest), {0, offset, entry} for a message id
+# stored before, or {-1} when the chat id is not ARGV[6] (a new history).
 ADD = """
 if ARGV[6] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[6] then
   return {-1}
@@ -80,31 +85,29 @@ if mid ~= '' then
   if old then
     local entry = redis.call('XRANGE', KEYS[2], old .. '-0', old .. '-0')[1]
     if entry then
-      local f = entry[2]
-      return {0, tonumber(old), f[2], f[4], f[6]}
+      return {0, tonumber(old), entry[2][2]}
     end
   end
 end
 local offset = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], offset .. '-0',
-           'user', ARGV[1], 'sender', ARGV[2], 'text', ARGV[3], 'mid', mid)
+redis.call('XADD', KEYS[2], offset .. '-0', 'm', cjson.encode({ARGV[1], ARGV[2], ARGV[3], mid}))
 if mid ~= '' then redis.call('HSET', KEYS[3], mid, offset) end
 local kept = tonumber(ARGV[5])
 local over = redis.call('XLEN', KEYS[2]) - kept
 if over > 0 then
   for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)) do
-    local f = entry[2]
-    if f[8] ~= '' then redis.call('HDEL', KEYS[3], f[8]) end
+    local gone = cjson.decode(entry[2][2])[4]
+    if gone ~= '' then redis.call('HDEL', KEYS[3], gone) end
     redis.call('XDEL', KEYS[2], entry[1])
   end
 end
-return {1, offset, ARGV[1], ARGV[2], ARGV[3]}
+return {1, offset}
 """
 
 
 def _message(entry_id: str, fields: dict[str, str]) -> StoredMessage:
-    return StoredMessage(int(entry_id.split("-", 1)[0]), fields["user"], fields["sender"],
-                         fields["text"])
+    user, sender, text, _ = json.loads(fields["m"])
+    return StoredMessage(int(entry_id.split("-", 1)[0]), user, sender, text)
 
 
 class RedisStore:
@@ -156,8 +159,11 @@ class RedisStore:
         new, *rest = await answer
         if new == -1:
             raise HistoryLost()
-        offset, *rest = rest
-        return StoredMessage(int(offset), *rest), bool(new)
+        if new == 1:
+            return StoredMessage(int(rest[0]), user, sender, text), True
+        offset, entry = rest
+        first_user, first_sender, first_text, _ = json.loads(entry)
+        return StoredMessage(int(offset), first_user, first_sender, first_text), False
 
     async def _send(self) -> None:
         """Run the waiting messages' scripts, in order, a pipeline at a
