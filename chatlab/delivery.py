@@ -33,6 +33,8 @@ reached it, so the hand-over has no gap and no duplicate here too.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from typing import Any
 
 import socketio
@@ -95,11 +97,14 @@ class Delivery:
         # before any other event can reach it.
         self._chat_id: str | None = None
         self._last = 0
-        # In a cluster: the newest offset sent to the live room here (by
-        # deliver()), and an event set each time it moves on.
+        # In a cluster, deliver() sends to the live room here; who waits
+        # for it to reach an offset: (offset, n, future), smallest offset
+        # first (a future per message, no task: a busy node acknowledges
+        # thousands a second).
         self.shared = shared
         self.wait = wait
-        self._advanced = asyncio.Event()
+        self._waiting: list[tuple[int, int, asyncio.Future[bool]]] = []
+        self._count = itertools.count()
 
     async def open(self) -> None:
         """Open the store (once), so that history can go out without waiting."""
@@ -219,15 +224,16 @@ class Delivery:
     async def _reached(self, offset: int) -> bool:
         """Wait until the live room has had ``offset``: False if the feed
         does not get there within ``wait`` seconds."""
-        async def reached() -> None:
-            while self._last < offset:
-                await self._advanced.wait()
-
+        if self._last >= offset:
+            return True
+        loop = asyncio.get_running_loop()
+        reached: asyncio.Future[bool] = loop.create_future()
+        heapq.heappush(self._waiting, (offset, next(self._count), reached))
+        late = loop.call_later(self.wait, lambda: reached.done() or reached.set_result(False))
         try:
-            await asyncio.wait_for(reached(), self.wait)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            return await reached
+        finally:
+            late.cancel()
 
     async def deliver(self, messages: list[StoredMessage]) -> None:
         """Send public messages stored by any server of a cluster to this
@@ -239,8 +245,10 @@ class Delivery:
                     await self.sio.emit("message", message.payload(), room=LIVE_ROOM,
                                         ignore_queue=True)
                     self._last = message.offset
-        self._advanced.set()
-        self._advanced = asyncio.Event()
+        while self._waiting and self._waiting[0][0] <= self._last:
+            reached = heapq.heappop(self._waiting)[2]
+            if not reached.done():  # (given up, or its sender gone)
+                reached.set_result(True)
 
     async def _send_page(self, sid: str, page: list[StoredMessage]) -> int | None:
         """Send ``page`` to ``sid``, each message once it has room for it;

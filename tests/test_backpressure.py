@@ -180,6 +180,9 @@ async def test_a_client_that_stays_over_the_bound_in_a_quiet_chat_is_sent_away(c
     with caplog.at_level(logging.WARNING, logger="chatlab"):
         while queue.unsent() <= BOUND * 3 // 2:
             await chat.sio.emit("filler", TEXT, to=sid)
+            # A turn of the loop: what went straight to the socket is written
+            # (and fills the kernel's buffers first, as in a chat).
+            await asyncio.sleep(0)
         assert queue.sent_away is None and queue.unsent() < queue.ceiling
         await observer.wait_until(lambda: "lurker" not in observer.users, timeout=GRACE + 10)
     assert queue.sent_away == f"more than {BOUND:,} bytes for {GRACE:g} s"
@@ -362,6 +365,7 @@ async def test_room_to_send_waits_for_a_reader_and_wakes_when_it_leaves(chat):
     while queue.held < queue.low_water:  # the writer waits for the client
         await chat.sio.emit("filler", f"{sent} {TEXT}", to=sid)
         sent += 1
+        await asyncio.sleep(0)  # a turn: direct frames written, kernel buffers filled first
     assert not queue.has_room()
     waiting = asyncio.ensure_future(room_to_send(chat.sio, sid))
     # It reads: room again, with less than the low water mark held.
@@ -371,6 +375,7 @@ async def test_room_to_send_waits_for_a_reader_and_wakes_when_it_leaves(chat):
     # It stops reading, and leaves while a sender waits.
     while queue.held < queue.low_water:  # the writer waits for the client
         await chat.sio.emit("filler", TEXT, to=sid)
+        await asyncio.sleep(0)
     assert not queue.has_room()
     waiting = asyncio.ensure_future(room_to_send(chat.sio, sid))
     ws.close()

@@ -61,6 +61,23 @@ async def test_a_websocket_connection_writes_directly_and_a_polling_one_does_not
     assert queues[True]._ws is not None and queues[False]._ws is None
 
 
+async def test_the_broadcasts_of_one_turn_go_to_a_socket_in_one_write_at_its_end(served):
+    sio, server, connect = served
+    client = await connect("ws", ["websocket"])
+    [socket] = eio_sockets(sio)
+    queue, transport = socket.queue, socket.queue._transport
+    written = transport.get_write_buffer_size()
+    for n in range(5):  # no await that yields: one turn of the loop
+        await sio.emit("turn", n)
+    # Held for the end of the turn (and counted as held for the client)...
+    assert queue.unsent() > 5 * len('42["turn",0]') and queue.empty()
+    assert transport.get_write_buffer_size() == written
+    await asyncio.sleep(0)  # ...which is the next thing the loop does
+    assert queue.unsent() == 0
+    await client.wait_for("turn", count=5)
+    assert client.received("turn") == [(n,) for n in range(5)]
+
+
 @pytest.mark.parametrize("fast", [{"direct_writes": False}, None], ids=["switched-off", "plain-serve"])
 async def test_without_direct_writes_engineio_keeps_its_own_queue(fast):
     sio = socketio.AsyncServer(async_mode="aiohttp")

@@ -12,7 +12,11 @@ writer is idle, waiting on an empty queue, everything sent before has
 already been written, so a new packet can be written to the socket at once,
 in order, without waking the writer. The finished frame (the same bytes for
 every recipient: a server does not mask its frames) is built once per
-packet. Pings, and anything else (the writer busy, packets queued, a polling or
+packet. The frames written this way in one turn of the event loop go to
+each socket in one write, at the end of the turn (a callback the loop runs
+next, before it waits for anything): several broadcasts reaching a
+connection at once cost one system call, not one each, and none waits
+longer than the turn. Pings, and anything else (the writer busy, packets queued, a polling or
 upgrading connection, a compressed or closing websocket, a client that is
 not reading) takes the queue as before.
 
@@ -24,6 +28,7 @@ websocket is its own.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -77,6 +82,8 @@ class DirectQueue(Outbox):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._writer_waiting = False
+        self._frames: list[bytes] = []  # to write at the end of this turn
+        self._frames_size = 0
 
     async def get(self) -> Any:
         # Only the writer reads a websocket connection's queue (once a
@@ -93,18 +100,32 @@ class DirectQueue(Outbox):
             super().put_nowait(item)
 
     def write_now(self, pkt: eio_packet.Packet) -> bool:
-        """Write ``pkt`` to the socket if nothing is ahead of it; False if it
-        must take the queue."""
+        """Write ``pkt`` to the socket, with the others of this turn, if
+        nothing is ahead of it; False if it must take the queue."""
         # Pings keep the queue's way: the writer closes the connection when
         # nothing reaches it for a ping interval and timeout, and a ping
         # every interval is what keeps it waiting.
         if pkt.packet_type != eio_packet.MESSAGE or not self._can_write():
             return False
-        try:
-            self._transport.write(frame_of(pkt))  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - a transport that failed: the writer's way reports it
-            return False
+        if not self._frames:  # the first of this turn: written when the turn ends
+            asyncio.get_running_loop().call_soon(self._write_frames)
+        frame = frame_of(pkt)
+        self._frames.append(frame)
+        self._frames_size += len(frame)
         return True
+
+    def unsent(self) -> int:
+        return super().unsent() + self._frames_size
+
+    def _write_frames(self) -> None:
+        frames, self._frames, self._frames_size = self._frames, [], 0
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # gone: as a write to a closing transport would be
+        try:
+            transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        except Exception:  # noqa: BLE001 - a transport that failed: its connection ends
+            pass
 
     def _can_write(self) -> bool:
         ws, transport = self._ws, self._transport
@@ -116,7 +137,8 @@ class DirectQueue(Outbox):
             and not ws.closed
             and not ws.compress
             and not transport.is_closing()  # type: ignore[union-attr]
-            and transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT  # type: ignore[union-attr]
+            and transport.get_write_buffer_size() + self._frames_size  # type: ignore[union-attr]
+            < WRITE_BUFFER_LIMIT
         )
 
 
