@@ -4,7 +4,7 @@
                                    [--profile FILE] [--log-level LEVEL]
                                    [--socketio-manager] [--websocket-compression]
                                    [--engineio-writer] [--users-each-time]
-                                   [--asyncio-loop]
+                                   [--asyncio-loop] [--redis URL]
 
 The same as ``python -m chatlab serve --port 0 --rate-limit 0`` (same
 ``ChatServer`` with every fast path of ``chatlab.fast``, same ready line,
@@ -18,6 +18,10 @@ INFO``, ``--engineio-writer`` and ``--users-each-time`` switches one of
 chatlab's optimisations off (see docs/benchmarks.md, "Each change alone"),
 and ``--plain`` all of the fast paths (``chatlab serve --plain``);
 ``--asyncio-loop`` runs on asyncio's own loop instead of uvloop.
+
+``--redis URL`` runs one node of a chat shared through that Redis, as
+``chatlab serve --redis URL --rate-limit 0`` does (``bench/run.py``'s
+cluster scenarios start two).
 
 ``--profile FILE`` runs the server under cProfile and writes the statistics
 to FILE when it stops (SIGTERM or Ctrl-C; ``bench/run.py`` kills its servers
@@ -46,11 +50,13 @@ UNLIMITED = 1_000_000_000
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
                 socketio_manager: bool = False, engineio_writer: bool = False,
-                users_each_time: bool = False, plain: bool = False) -> None:
+                users_each_time: bool = False, plain: bool = False,
+                redis: str | None = None) -> None:
     fast = False if plain else FastPaths(
         fanout=not socketio_manager, direct_writes=not engineio_writer,
         websocket_compression=compression, users_interval=0 if users_each_time else 0.05)
-    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), fast=fast)
+    chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), fast=fast,
+                      redis=redis)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
     server = await chat.serve(host="127.0.0.1", port=port, name="standalone")
     if log_level is not None:
@@ -86,6 +92,9 @@ def main() -> None:
                         help="none of chatlab.fast's speed-ups (chatlab serve --plain)")
     parser.add_argument("--asyncio-loop", action="store_true",
                         help="asyncio's own event loop, not uvloop (as chatlab serve uses)")
+    parser.add_argument("--redis", metavar="URL",
+                        help="one node of a chat shared through this Redis "
+                             "(redis://HOST:PORT/DB), as chatlab serve --redis runs it")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="the server's log level (diagnosis only; see above)")
@@ -94,7 +103,8 @@ def main() -> None:
                     compression=args.websocket_compression,
                     socketio_manager=args.socketio_manager,
                     engineio_writer=args.engineio_writer,
-                    users_each_time=args.users_each_time, plain=args.plain)
+                    users_each_time=args.users_each_time, plain=args.plain,
+                    redis=args.redis)
     run = asyncio.run if args.asyncio_loop else run_standalone
     if args.profile is None:
         run(running)

@@ -32,6 +32,18 @@
 // the measured phase, so CPU per delivery does not depend on whether this
 // generator keeps up. Its own CPU share is reported too (1.0 = one core),
 // and how long the server's event loop waited for a CPU (/proc/PID/schedstat).
+// --pid may list several processes (PID,PID,...: a cluster's nodes and its
+// Redis, named by --pid-names): the server figures are their sums, and
+// `parts` gives each one's CPU.
+//
+// A cluster (--url2, a second node of the same chat): in `fanout` the
+// senders and the first half of the clients are on --url, the other half
+// (--url2-share of all clients, taken from the non-senders) on --url2, so
+// every delivery to those crosses from one node to the other; in `echo` the
+// sender is on --url and every listener on --url2, the sender asks for an
+// acknowledgement, and each message waits for its own echo, its
+// acknowledgement and every listener's copy: `cross_node` is the time from
+// the sender's emit to a listener's delivery, `ack` to the acknowledgement.
 //
 // Clients speak Engine.IO 4 / Socket.IO 5 directly over the `ws` package
 // (--client wire, the default): websocket transport only, a new connection
@@ -54,6 +66,9 @@ const { values: opt, positionals } = parseArgs({
   options: {
     url: { type: "string" },
     pid: { type: "string" },
+    "pid-names": { type: "string" },
+    url2: { type: "string" },
+    "url2-share": { type: "string", default: "0.5" },
     "clk-tck": { type: "string", default: "100" },
     client: { type: "string", default: "wire" },
     "no-deflate": { type: "boolean", default: false },
@@ -88,7 +103,17 @@ if (!opt.url) fail("--url is required");
 const target = new URL(opt.url);
 if (target.hostname !== "127.0.0.1") fail(`only 127.0.0.1 is allowed, not ${target.hostname}`);
 const BASE = `${target.protocol}//${target.host}`;
-const PID = opt.pid ? Number(opt.pid) : null;
+let BASE2 = null; // a second node of the same chat (a cluster)
+if (opt.url2) {
+  const second = new URL(opt.url2);
+  if (second.hostname !== "127.0.0.1") fail(`only 127.0.0.1 is allowed, not ${second.hostname}`);
+  BASE2 = `${second.protocol}//${second.host}`;
+}
+const PIDS = opt.pid ? opt.pid.split(",").map(Number) : [];
+if (PIDS.some((pid) => !Number.isInteger(pid) || pid <= 0)) fail("--pid must be PID[,PID...]");
+const PID_NAMES = opt["pid-names"] ? opt["pid-names"].split(",") : PIDS.map(String);
+if (PID_NAMES.length !== PIDS.length) fail("--pid-names needs one name per --pid");
+const PID = PIDS.length ? PIDS[0] : null; // null: no server figures
 const CLK_TCK = int("clk-tck");
 const DEFLATE = !opt["no-deflate"];
 const STEP_TIMEOUT = 30_000; // ms for any one wait (connect, a reply, a drain)
@@ -104,27 +129,45 @@ const marker = `run-${randomBytes(4).toString("hex")}`;
 
 // ---------------------------------------------------------------- /proc
 
-function snapshot() {
-  const cpu = process.cpuUsage();
-  const out = { t: now(), loadgen_cpu_s: (cpu.user + cpu.system) / 1e6 };
-  if (PID === null) return out;
-  const stat = readFileSync(`/proc/${PID}/stat`, "utf8");
+function processSnapshot(pid) {
+  const out = {};
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // Fields after the command name (which may hold spaces): state is field 3,
   // utime field 14 and stime field 15, in clock ticks.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  out.server_cpu_s = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  const status = readFileSync(`/proc/${PID}/status`, "utf8");
-  out.server_rss_kb = Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
-  out.server_hwm_kb = Number(/VmHWM:\s+(\d+)/.exec(status)[1]);
+  out.cpu_s = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  out.rss_kb = Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+  out.hwm_kb = Number(/VmHWM:\s+(\d+)/.exec(status)[1]);
   // Time the server's main thread (its event loop) spent ready to run but
   // waiting for a CPU, in ns: on a shared machine, a server that is neither
   // busy nor idle is starved.
   try {
-    out.server_wait_s = Number(readFileSync(`/proc/${PID}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+    out.wait_s = Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
   } catch {
-    out.server_wait_s = null; // no schedstat in this kernel
+    out.wait_s = null; // no schedstat in this kernel
   }
   return out;
+}
+
+function snapshot() {
+  const cpu = process.cpuUsage();
+  const out = { t: now(), loadgen_cpu_s: (cpu.user + cpu.system) / 1e6 };
+  if (PID === null) return out;
+  out.parts = PIDS.map(processSnapshot);
+  const sum = (key) => out.parts.reduce((total, part) => total + part[key], 0);
+  out.server_cpu_s = sum("cpu_s");
+  out.server_rss_kb = sum("rss_kb");
+  out.server_hwm_kb = sum("hwm_kb");
+  out.server_wait_s = out.parts.some((part) => part.wait_s === null) ? null : sum("wait_s");
+  return out;
+}
+
+// Each process's CPU time between two snapshots, per delivery (µs), by name.
+function cpuPartsPerDelivery(before, after, deliveries) {
+  if (PIDS.length < 2) return undefined;
+  return Object.fromEntries(PID_NAMES.map((name, k) => [
+    name, ((after.parts[k].cpu_s - before.parts[k].cpu_s) * 1e6) / deliveries]));
 }
 
 function usage(before, after) {
@@ -138,6 +181,16 @@ function usage(before, after) {
     }
     out.server_rss_kb = after.server_rss_kb;
     out.server_hwm_kb = after.server_hwm_kb;
+    if (PIDS.length > 1) {
+      out.parts = Object.fromEntries(PID_NAMES.map((name, k) => {
+        const [b, a] = [before.parts[k], after.parts[k]];
+        return [name, {
+          cpu_s: a.cpu_s - b.cpu_s,
+          cpu_share: (a.cpu_s - b.cpu_s) / wall,
+          runqueue_share: a.wait_s === null || b.wait_s === null ? null : (a.wait_s - b.wait_s) / wall,
+        }];
+      }));
+    }
   }
   return out;
 }
@@ -319,8 +372,8 @@ if (expectHistory === undefined) fail("--history must be yes, no or auto");
 
 // A new client, connected and joined under a fresh name: it has had its
 // `private` welcome (and, from chatlab, its `history`).
-async function joinedClient(setup = () => {}) {
-  const client = new Client(BASE);
+async function joinedClient(setup = () => {}, base = BASE) {
+  const client = new Client(base);
   const name = `${namePrefix}${(nameCount++).toString(36)}`;
   const welcomed = waiter(`the private welcome for ${name}`);
   const history = waiter(`the history event for ${name}`);
@@ -423,23 +476,48 @@ async function echo() {
   const all = waiter("every listener to receive every message", 10 * STEP_TIMEOUT);
   // (Its time runs from here, through the sending, to the last delivery.)
   const clients = [];
+  // A cluster: the sender on the first node, every listener on the second.
+  // Each message then waits for all its copies and its acknowledgement.
+  const cluster = BASE2 !== null;
+  let step = null; // (cluster) the waiter for every copy of the current message
+  let pending = 0; // (cluster) copies and acknowledgement still to come
+  let current = -1; // (cluster) the message in flight
+  let start = 0;
+  const cross = []; // (cluster) emit -> a listener's delivery, each listener
+  const acks = []; // (cluster) emit -> acknowledgement
+  const arrived = (seq, samples) => {
+    if (seq >= warmup && samples) samples.push(now() - start);
+    if (--pending === 0) step.resolve();
+  };
   phase("connecting");
   await pool(listeners + 1, int("concurrency"), async (i) => {
     clients[i] = await joinedClient((client) => {
       client.on("message", ([payload]) => {
         const got = ledger.record(i, payload);
         if (!got) return;
-        if (i === 0) own.resolve(got[1]);
+        if (cluster) {
+          if (got[1] === current) arrived(got[1], i === 0 ? samples : cross);
+        } else if (i === 0) own.resolve(got[1]);
         if (got[1] === total - 1 && ++complete === listeners + 1) all.resolve();
       });
-    });
+    }, cluster && i > 0 ? BASE2 : BASE);
   });
   const samples = [];
   phase("measuring");
   const before = snapshot();
   for (let seq = 0; seq < total; seq++) {
+    if (cluster) {
+      current = seq;
+      pending = listeners + 2;
+      step = waiter(`every copy and the acknowledgement of message ${seq}`);
+      start = now();
+      clients[0].emitWithAck("message", text(0, seq)).then(
+        () => arrived(seq, acks), (error) => step.reject(error));
+      await step.promise;
+      continue;
+    }
     own = waiter(`the echo of message ${seq}`);
-    const start = now();
+    start = now();
     clients[0].emit("message", text(0, seq));
     const got = await own.promise;
     if (got !== seq) throw new Error(`echo of ${got} while waiting for ${seq}`);
@@ -451,7 +529,7 @@ async function echo() {
   const after = snapshot();
   phase("done");
   const sent = [total];
-  return {
+  const result = {
     listeners, messages: total - warmup, warmup, drained,
     latency: latencySummary(samples),
     ...ledger.summary(sent),
@@ -459,7 +537,10 @@ async function echo() {
     usage_with_drain: usage(before, after),
     server_cpu_us_per_delivery: PID === null ? null
       : ((after.server_cpu_s - before.server_cpu_s) * 1e6) / ledger.delivered,
+    server_cpu_us_per_delivery_parts: cpuPartsPerDelivery(before, after, ledger.delivered),
   };
+  if (cluster) Object.assign(result, { cross_node: latencySummary(cross), ack: latencySummary(acks) });
+  return result;
 }
 
 async function fanout() {
@@ -487,12 +568,21 @@ async function fanout() {
     clients[s].emit("message", text(s, seq));
   };
 
+  // A cluster: the last `second` clients (none of them a sender) are on
+  // the second node, the senders and the rest on the first.
+  const second = BASE2 === null ? 0 : Math.round(n * Number(opt["url2-share"]));
+  if (!(second >= 0 && second <= n - senders)) {
+    fail("--url2-share must leave the senders on the first node");
+  }
+  const onSecond = (i) => i >= n - second;
+  let crossNode = 0; // deliveries to clients of the second node
   phase("connecting");
   await pool(n, int("concurrency"), async (i) => {
     clients[i] = await joinedClient((client) => {
       client.on("message", ([payload]) => {
         const got = ledger.record(i, payload);
         if (!got) return;
+        if (second && onSecond(i)) crossNode += 1;
         const t = now();
         lastDelivery = t;
         const [s, seq] = got;
@@ -504,7 +594,7 @@ async function fanout() {
         }
         if (ledger.delivered >= expected) done?.resolve();
       });
-    });
+    }, onSecond(i) && second ? BASE2 : BASE);
   });
   phase("measuring");
   const before = snapshot();
@@ -526,7 +616,7 @@ async function fanout() {
   phase("done");
   const summary = ledger.summary(sent);
   const wall = (lastDelivery - before.t) / 1000;
-  return {
+  const result = {
     clients: n, senders, window: windowSize, duration_s: duration / 1000,
     messages: sent.reduce((a, b) => a + b, 0),
     ...summary,
@@ -538,7 +628,16 @@ async function fanout() {
     usage: usage(before, after),
     server_cpu_us_per_delivery: PID === null ? null
       : ((after.server_cpu_s - before.server_cpu_s) * 1e6) / summary.deliveries,
+    server_cpu_us_per_delivery_parts: cpuPartsPerDelivery(before, after, summary.deliveries),
   };
+  if (second) {
+    Object.assign(result, {
+      clients_on_second_node: second,
+      cross_node_deliveries: crossNode,
+      cross_node_deliveries_per_s: crossNode / wall,
+    });
+  }
+  return result;
 }
 
 // A client that joins last and waits until the users list is only itself.

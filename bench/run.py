@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py              # the full run (about 10 minutes, then 3 of hostile clients)
     .venv/bin/python bench/run.py --quick      # a smoke run: tiny sizes, 1 round
     .venv/bin/python bench/run.py --hostile    # only the hostile clients (bench/hostile.py)
+    .venv/bin/python bench/run.py --cluster    # only the cluster scenarios (two nodes on one Redis)
 
 Installs the pinned npm packages (``npm ci --prefix bench`` and
 ``--prefix tests/js``) if they are missing, then for each round and each
@@ -12,7 +13,13 @@ other (A B A B ...), runs the load generator (``bench/loadgen.mjs``) against
 each, and kills the server. The load generator reads the server's CPU time
 and memory from /proc at the start and end of the measured phase. After the
 rounds, a table gives the median of each figure, the chatlab/Node ratio and
-the issue's target. Then the hostile clients of ``bench/hostile.py`` (one
+the issue's target. Then the cluster scenarios (``--no-cluster`` skips
+them, ``--cluster`` runs only them): in each round, a fresh redis-server
+and two chatlab nodes on it (``chatlab_server.py --redis URL``), then a
+fresh redis-server and two Node.js nodes with socket.io's Redis adapter
+(``bench/cluster_node.mjs``), the load generator's clients spread over the
+two nodes, and the CPU of both nodes and of Redis read from /proc; a table
+of their own. Then the hostile clients of ``bench/hostile.py`` (one
 round; ``--no-hostile`` skips them, ``--hostile`` runs only them), with
 a table of their own. Everything runs on 127.0.0.1; every wait is bounded.
 
@@ -33,6 +40,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -48,10 +56,15 @@ LOADGEN = BENCH / "loadgen.mjs"
 # The tests' reference server, on tests/js's socket.io; run with
 # --no-delivery, the base protocol only (docs/benchmarks.md says why).
 NODE_SERVER = ROOT / "tests" / "js" / "chat-server.mjs"
+# One node of the Node.js reference as a cluster: bench's socket.io with
+# @socket.io/redis-adapter.
+CLUSTER_NODE = BENCH / "cluster_node.mjs"
 # The npm packages in use, each with the directory whose package-lock.json pins it.
-NPM_PREFIXES = {"socket.io": NODE_SERVER.parent, "socket.io-client": BENCH, "ws": BENCH}
+NPM_PACKAGES = [("socket.io", NODE_SERVER.parent), ("socket.io-client", BENCH), ("ws", BENCH),
+                ("socket.io", BENCH), ("@socket.io/redis-adapter", BENCH), ("redis", BENCH)]
 CHATLAB_SERVER = BENCH / "chatlab_server.py"
 READY = re.compile(r"listening on (\d+)|http://127\.0\.0\.1:(\d+)")
+REDIS_READY = re.compile(r"Ready to accept connections")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ------------------------------------------------------------- scenarios
@@ -82,6 +95,19 @@ SCENARIOS = [
              ("--users", "100", "--concurrency", "10"), 0),  # timeout: --online-limit
 ]
 SERVERS = ("chatlab", "node")
+
+# Two nodes of one chat on one Redis (see --cluster). The load generator
+# puts the senders on node 1 with half of the clients, and the other half
+# on node 2 (fan-out); the echo's sender on node 1 and its listener on node 2.
+CLUSTER_SCENARIOS = [
+    Scenario("cluster-echo", "echo",
+             ("--listeners", "1", "--messages", "1000", "--warmup", "100"),
+             ("--listeners", "1", "--messages", "50", "--warmup", "5"), 60),
+    Scenario("cluster-fanout", "fanout",
+             ("--clients", "100", "--senders", "10", "--window", "8", "--duration", "10"),
+             ("--clients", "20", "--senders", "4", "--window", "4", "--duration", "2"), 120),
+]
+CLUSTER_PARTS = ("node1", "node2", "redis")
 
 # ----------------------------------------------------------- the figures
 
@@ -157,6 +183,41 @@ def _mb(kb: float | None) -> float | None:
     return None if kb is None else kb / 1024
 
 
+CLUSTER_FIGURES = [
+    Figure("cluster-fanout", "cross-node fan-out: deliveries/s", _get("deliveries_per_s"),
+           "{:,.0f}", ">= 0.8x", lambda r: r >= 0.8),
+    Figure("cluster-fanout", "  of them to node 2's clients: deliveries/s",
+           _get("cross_node_deliveries_per_s"), "{:,.0f}"),
+    Figure("cluster-fanout", "CPU us/delivery: both nodes + Redis",
+           _get("server_cpu_us_per_delivery"), "{:.1f}"),
+    Figure("cluster-fanout", "  node 1 (senders) us/delivery",
+           _get("server_cpu_us_per_delivery_parts", "node1"), "{:.2f}"),
+    Figure("cluster-fanout", "  node 2 us/delivery",
+           _get("server_cpu_us_per_delivery_parts", "node2"), "{:.2f}"),
+    Figure("cluster-fanout", "  redis-server us/delivery",
+           _get("server_cpu_us_per_delivery_parts", "redis"), "{:.2f}"),
+    Figure("cluster-fanout", "CPU share: node 1 (1 = a core)",
+           _get("usage", "parts", "node1", "cpu_share"), "{:.2f}"),
+    Figure("cluster-fanout", "CPU share: node 2", _get("usage", "parts", "node2", "cpu_share"),
+           "{:.2f}"),
+    Figure("cluster-fanout", "CPU share: redis-server",
+           _get("usage", "parts", "redis", "cpu_share"), "{:.2f}"),
+    Figure("cluster-fanout", "waiting for a CPU (share, all three)",
+           _get("usage", "server_runqueue_share"), "{:.2f}"),
+    Figure("cluster-fanout", "load generator CPU share", _get("usage", "loadgen_cpu_share"),
+           "{:.2f}"),
+    Figure("cluster-fanout", "fan-out: sender's echo p50 ms", _get("echo_under_load", "p50_ms"),
+           "{:.1f}"),
+    Figure("cluster-echo", "echo node 1 -> node 2: p50 ms", _get("cross_node", "p50_ms"),
+           "{:.2f}", "<= 2x", lambda r: r <= 2),
+    Figure("cluster-echo", "echo node 1 -> node 2: p99 ms", _get("cross_node", "p99_ms"),
+           "{:.2f}"),
+    Figure("cluster-echo", "sender's acknowledgement: p50 ms", _get("ack", "p50_ms"), "{:.2f}"),
+    Figure("cluster-echo", "sender's own echo (node 1): p50 ms", _get("latency", "p50_ms"),
+           "{:.2f}"),
+]
+
+
 # ------------------------------------------------------------- processes
 
 
@@ -165,7 +226,8 @@ class Server:
     and killed (it is thrown away after one scenario)."""
 
     def __init__(self, kind: str, command: list[str], timeout: float = 60, *,
-                 cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
+                 cwd: Path = ROOT, env: dict[str, str] | None = None,
+                 ready: re.Pattern[str] = READY, url: str | None = None) -> None:
         self.kind = kind
         self.command = command
         self.log = b""
@@ -188,9 +250,9 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"{kind} server exited ({self.proc.poll()}): "
                                    f"{self.log.decode(errors='replace')}")
-            match = READY.search(line.decode(errors="replace"))
+            match = ready.search(line.decode(errors="replace"))
             if match:
-                self.url = f"http://127.0.0.1:{match.group(1) or match.group(2)}"
+                self.url = url or f"http://127.0.0.1:{match.group(1) or match.group(2)}"
                 return
 
     def _read(self, lines: "queue.Queue[bytes | None]") -> None:
@@ -210,7 +272,61 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def run_loadgen(node: str, kind: str, url: str, pid: int | None, args: list[str],
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def redis_server_path() -> str | None:
+    return shutil.which("redis-server") or next(
+        (path for path in ("/usr/bin/redis-server",) if os.access(path, os.X_OK)), None)
+
+
+def start_redis(redis_server: str) -> Server:
+    """A fresh, empty redis-server on a free port of 127.0.0.1, saving nothing."""
+    error: RuntimeError | None = None
+    for _ in range(3):  # another process may take the free port first
+        port = free_port()
+        try:
+            return Server("redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1",
+                                    "--save", "", "--appendonly", "no",
+                                    "--protected-mode", "yes"],
+                          timeout=15, ready=REDIS_READY, url=f"redis://127.0.0.1:{port}/0")
+        except RuntimeError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+class ClusterProcesses:
+    """A fresh redis-server and two nodes of one chat on it. ``stop()``
+    kills them all; so does a failure to start any of them."""
+
+    def __init__(self, kind: str, redis_server: str,
+                 node_command: Callable[[str], list[str]]) -> None:
+        self.processes: list[Server] = []
+        try:
+            self.redis = start_redis(redis_server)
+            self.processes.append(self.redis)
+            self.nodes = []
+            for _ in range(2):
+                self.nodes.append(Server(kind, node_command(self.redis.url)))
+                self.processes.append(self.nodes[-1])
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            try:
+                process.stop()
+            except (OSError, subprocess.SubprocessError):
+                pass  # gone already
+        self.processes = []
+
+
+def run_loadgen(node: str, kind: str, url: str, pid: int | str | None, args: list[str],
                 timeout: float) -> dict[str, Any]:
     command = [node, str(LOADGEN), kind, "--url", url, "--clk-tck", str(CLK_TCK),
                "--timeout", str(int(timeout)), *args]
@@ -232,8 +348,8 @@ def run_loadgen(node: str, kind: str, url: str, pid: int | None, args: list[str]
 
 
 def ensure_npm_packages(npm: str) -> None:
-    for prefix in dict.fromkeys(NPM_PREFIXES.values()):
-        wanted = [name for name, where in NPM_PREFIXES.items() if where == prefix]
+    for prefix in dict.fromkeys(where for _, where in NPM_PACKAGES):
+        wanted = [name for name, where in NPM_PACKAGES if where == prefix]
         if all((prefix / "node_modules" / name / "package.json").exists() for name in wanted):
             continue
         shown = prefix.relative_to(ROOT)
@@ -243,11 +359,29 @@ def ensure_npm_packages(npm: str) -> None:
 
 
 def versions(node: str) -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    def npm_version(package: str) -> str:
-        path = NPM_PREFIXES[package] / "node_modules" / package / "package.json"
-        return json.loads(path.read_text())["version"]
+    def python_version(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    def npm_version(package: str, prefix: Path | None = None) -> str:
+        prefix = prefix or next(where for name, where in NPM_PACKAGES if name == package)
+        path = prefix / "node_modules" / package / "package.json"
+        try:
+            return json.loads(path.read_text())["version"]
+        except OSError:
+            return "?"
+
+    def redis_version() -> str:
+        path = redis_server_path()
+        if path is None:
+            return "not installed"
+        out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+        match = re.search(r"v=(\S+)", out)
+        return match.group(1) if match else "?"
 
     def git(*args: str) -> str:
         try:
@@ -267,6 +401,11 @@ def versions(node: str) -> dict[str, str]:
         "socket.io": npm_version("socket.io"),
         "socket.io-client": npm_version("socket.io-client"),
         "ws": npm_version("ws"),
+        "cluster: socket.io": npm_version("socket.io", BENCH),
+        "@socket.io/redis-adapter": npm_version("@socket.io/redis-adapter"),
+        "redis (npm)": npm_version("redis"),
+        "redis-server": redis_version(),
+        "redis (python)": python_version("redis"),
         "cpus": str(os.cpu_count()),
         "kernel": platform.release(),
     }
@@ -318,9 +457,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), rule, *map(line, rows)])
 
 
-def report(results: Results, limit: float) -> str:
+def report(results: Results, limit: float, figures: list[Figure] = FIGURES) -> str:
     rows = []
-    for figure in FIGURES:
+    for figure in figures:
         chat = median(results.values(figure, "chatlab"))
         node = median(results.values(figure, "node"))
         if chat is None or node is None or node == 0 or math.isinf(node):
@@ -435,11 +574,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the hostile-client scenarios")
     parser.add_argument("--hostile-rounds", type=int, default=1,
                         help="rounds of the hostile-client scenarios (default 1)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run only the cluster scenarios (two chatlab nodes on one "
+                             "Redis against two Node.js nodes with socket.io's Redis adapter)")
+    parser.add_argument("--no-cluster", action="store_true",
+                        help="skip the cluster scenarios")
     import hostile  # bench/ is on sys.path
     hostile.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.hostile and args.no_hostile:
         parser.error("--hostile and --no-hostile exclude each other")
+    if args.cluster and args.no_cluster:
+        parser.error("--cluster and --no-cluster exclude each other")
+    if args.cluster and args.hostile:
+        parser.error("--cluster and --hostile each run only their own scenarios: give one")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
 
@@ -457,21 +605,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     scenarios = [s for s in SCENARIOS if s.name in wanted]
+    cluster_rounds = 0 if args.no_cluster or args.hostile else args.rounds
     if args.hostile:
         scenarios, args.rounds, args.no_kernel = [], 0, True
+    if args.cluster:
+        scenarios, args.no_kernel, args.no_hostile = [], True, True
 
     started = datetime.datetime.now(datetime.timezone.utc)
     info = versions(node)
     if args.hostile:  # the only chatlab server is the one of --chatlab-tree
         info["chatlab commit"] = hostile.tree_commit(args.chatlab_tree)
-    rounds = "hostile clients only" if args.hostile else f"{args.rounds} round(s)"
+    rounds = ("hostile clients only" if args.hostile else
+              f"{args.rounds} round(s), cluster scenarios only" if args.cluster else
+              f"{args.rounds} round(s)")
     print(f"chatlab benchmark, {started:%Y-%m-%d %H:%M} UTC, {rounds}"
           f"{' (quick)' if args.quick else ''}, load average {loadavg()}")
     print("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
     if scenarios or not args.no_kernel:
         print(f"  chatlab server: {shlex.join(chatlab_cmd)}")
     results = Results()
-    for round_number in range(1, args.rounds + 1):
+    for round_number in range(1, args.rounds + 1 if scenarios or not args.no_kernel else 1):
         for scenario in scenarios:
             extra = list(scenario.quick if args.quick else scenario.full)
             timeout = scenario.timeout or args.online_limit + 120
@@ -514,6 +667,18 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("Every delivery counted (all runs):")
         print(integrity(results))
+    cluster = Results()
+    if cluster_rounds:
+        print(f"\nCluster ({cluster_rounds} round(s)): two nodes on a fresh redis-server each "
+              f"time; chatlab: {shlex.join([*chatlab_cmd, '--redis', 'URL'])}, Node.js: "
+              f"{CLUSTER_NODE.relative_to(ROOT)} --redis URL 0", flush=True)
+        cluster = run_cluster(args, node, chatlab_cmd, cluster_rounds)
+        if cluster.runs:
+            print()
+            print(report(cluster, args.online_limit, CLUSTER_FIGURES))
+            print()
+            print("Every delivery counted (cluster runs):")
+            print(integrity(cluster))
     hostile_results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if not args.no_hostile:
         print(f"\nHostile clients ({args.hostile_rounds} round(s)): chatlab server "
@@ -532,12 +697,72 @@ def main(argv: list[str] | None = None) -> int:
             "started": started.isoformat(), "versions": info, "args": vars(args) | {"json": str(args.json)},
             "runs": [{"scenario": s, "server": k, "results": r} for (s, k), r in results.runs.items()],
             "kernel": results.kernel,
+            "cluster": [{"scenario": s, "server": k, "results": r}
+                        for (s, k), r in cluster.runs.items()],
             "hostile": [{"scenario": s, "server": k, "results": r}
                         for (s, k), r in hostile_results.items()],
         }, indent=1, default=str))
     every = [r for runs in results.runs.values() for r in runs]
+    every += [r for runs in cluster.runs.values() for r in runs]
     every += [r for runs in hostile_results.values() for r in runs]
     return 1 if every and all("error" in r for r in every) else 0
+
+
+def run_cluster(args: argparse.Namespace, node: str, chatlab_cmd: list[str],
+                rounds: int) -> Results:
+    """The cluster scenarios, A B A B: for each, a fresh Redis and two chatlab
+    nodes, then a fresh Redis and two Node.js nodes, every process killed
+    after its run."""
+    results = Results()
+    redis_server = redis_server_path()
+    commands: dict[str, Callable[[str], list[str]]] = {
+        "chatlab": lambda url: [*chatlab_cmd, "--redis", url],
+        "node": lambda url: [node, str(CLUSTER_NODE), "--redis", url, "0"],
+    }
+    for round_number in range(1, rounds + 1):
+        for scenario in CLUSTER_SCENARIOS:
+            extra = list(scenario.quick if args.quick else scenario.full) + args.loadgen_arg
+            for server_kind in SERVERS:
+                t0 = time.monotonic()
+                if redis_server is None:
+                    result: dict[str, Any] = {"error": "redis-server is not installed"}
+                else:
+                    try:
+                        cluster = ClusterProcesses(server_kind, redis_server,
+                                                   commands[server_kind])
+                    except RuntimeError as exc:
+                        result = {"error": str(exc)}
+                    else:
+                        one, two = cluster.nodes
+                        pids = ",".join(str(p.pid) for p in (one, two, cluster.redis))
+                        history = ["--history", "yes" if server_kind == "chatlab" else "no"]
+                        try:
+                            result = run_loadgen(
+                                node, scenario.kind, one.url, pids,
+                                [*history, "--url2", two.url,
+                                 "--pid-names", ",".join(CLUSTER_PARTS), *extra],
+                                scenario.timeout)
+                        finally:
+                            cluster.stop()
+                results.add(scenario.name, server_kind, result)
+                print(f"  round {round_number} {scenario.name:14} {server_kind:8} "
+                      f"{time.monotonic() - t0:5.1f} s  {cluster_summary(scenario.kind, result)}",
+                      flush=True)
+    return results
+
+
+def cluster_summary(kind: str, result: dict[str, Any]) -> str:
+    if "error" in result:
+        return "ERROR " + result["error"][:300]
+    lost = (f"lost {result.get('lost', 0)}, duplicates {result.get('duplicates', 0)}, "
+            f"reordered {result.get('reordered', 0)}")
+    if kind == "echo":
+        return (f"node 1 -> node 2 p50 {result['cross_node']['p50_ms']:.2f} ms, "
+                f"ack p50 {result['ack']['p50_ms']:.2f} ms, {lost}")
+    parts = result.get("server_cpu_us_per_delivery_parts") or {}
+    split = " + ".join(f"{parts[name]:.1f}" for name in CLUSTER_PARTS if name in parts)
+    return (f"{result['deliveries_per_s']:,.0f} deliveries/s, "
+            f"{result.get('server_cpu_us_per_delivery') or 0:.1f} us CPU each ({split}), {lost}")
 
 
 def summary(kind: str, result: dict[str, Any]) -> str:

@@ -24,6 +24,9 @@ import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { Server } from "socket.io";
+import {
+  LIMITS, Refused, checkLabel, checkMessage, describe, oneArgument, repr,
+} from "./chat-checks.mjs";
 
 // strict: an unknown option stops the server instead of being taken as a port.
 const { values: options, positionals } = parseArgs({
@@ -33,7 +36,6 @@ const { values: options, positionals } = parseArgs({
 const DELIVERY = !options["no-delivery"];
 const PORT = Number(positionals[0] ?? 0);
 const HISTORY = Number(positionals[1] ?? 50); // recent messages a new client is sent
-const LIMITS = { name: 32, message: 2000, room: 32 };
 const EVENTS = ["adduser", "message", "join", "leave", "roommessage", "direct"];
 const ROOM_PREFIX = "room:";
 // The connections that have had their history and now get public messages
@@ -42,61 +44,6 @@ const LIVE_ROOM = "chatlab:live";
 const MESSAGE_ID = /^[\x21-\x7e]{1,64}$/;
 const MESSAGE_ID_RULE =
   "1 to 64 visible ASCII characters (letters, digits, punctuation; no spaces)";
-
-class Refused extends Error {}
-
-function describe(value) {
-  if (value === null || value === undefined) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "an object";
-  return `a ${typeof value}`;
-}
-
-function checkCharacters(text, what, allowed = "") {
-  for (const char of text) {
-    const code = char.codePointAt(0);
-    if (code >= 0xd800 && code <= 0xdfff) {
-      throw new Refused(`${what} contains an unpaired surrogate (invalid UTF-16)`);
-    }
-    if ((code < 0x20 || (code >= 0x7f && code < 0xa0)) && !allowed.includes(char)) {
-      const hex = code.toString(16).toUpperCase().padStart(4, "0");
-      throw new Refused(`${what} contains the control character U+${hex}`);
-    }
-  }
-}
-
-function checkVisible(text, what) {
-  // trim() keeps zero-width spaces, joiners, a BOM and lone combining marks.
-  if (!/[\p{L}\p{N}\p{P}\p{S}]/u.test(text)) {
-    throw new Refused(`${what} has no visible character`);
-  }
-}
-
-function checkLabel(value, what, limit) {
-  if (typeof value !== "string") throw new Refused(`${what} must be a string, not ${describe(value)}`);
-  const label = value.trim();
-  if (!label) throw new Refused(`${what} must not be empty`);
-  if (label.length > limit) {
-    throw new Refused(`${what} is ${label.length} characters long; the limit is ${limit}`);
-  }
-  checkCharacters(label, what);
-  checkVisible(label, what);
-  return label;
-}
-
-function checkMessage(value) {
-  if (typeof value !== "string") {
-    throw new Refused(`the message must be a string, not ${describe(value)}`);
-  }
-  if (!value.trim()) throw new Refused("the message must not be empty");
-  if (value.length > LIMITS.message) {
-    throw new Refused(
-      `the message is ${value.length} characters long; the limit is ${LIMITS.message}`);
-  }
-  checkCharacters(value, "the message", "\n\t");
-  checkVisible(value, "the message");
-  return value;
-}
 
 function checkMessageId(value) {
   if (value === null || value === undefined) return null;
@@ -125,12 +72,6 @@ function checkResume(auth) {
   return [chat, offset];
 }
 
-function oneArgument(event, args, what) {
-  if (args.length === 0) throw new Refused(`${event} needs ${what}`);
-  if (args.length > 1) throw new Refused(`${event} takes one argument (${what}), not ${args.length}`);
-  return args[0];
-}
-
 function fields(event, data, names) {
   const expected = `{${names.join(", ")}}`;
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
@@ -143,7 +84,6 @@ function fields(event, data, names) {
   return names.map((name) => data[name]);
 }
 
-const repr = (text) => `'${text}'`;
 const users = new Map(); // socket id → name, in join order
 const chatId = randomBytes(16).toString("hex"); // names this history
 const stored = []; // every public message, {offset, user, sender, text}; offset = index + 1
