@@ -81,8 +81,7 @@ class ChatNamespace(GuardedNamespace):
         await self.save_session(sid, {"name": name})
         await self.announce_users(sid)
         note = f"Welcome, {name}! You are connected as {sid}."
-        await self.emit("private", {"id": sid, "name": name, "msg": note}, to=sid,
-                        ignore_queue=True)  # this server's own connection
+        await self.emit("private", {"id": sid, "name": name, "msg": note}, to=sid)
         return {"ok": True, "id": sid, "name": name}
 
     async def on_message(self, sid: str, text: Any, message_id: Any = None) -> dict[str, Any]:
