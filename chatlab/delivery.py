@@ -119,6 +119,11 @@ class Delivery:
         async with self.order:
             self._chat_id = chat
             self._last = 0
+            # Whoever waited for an offset of the old history waits no more.
+            for _, _, reached in self._waiting:
+                if not reached.done():
+                    reached.set_result(False)
+            self._waiting.clear()
             await self.sio.emit("history", {"chat": chat, "after": 0, "last": 0},
                                 room=LIVE_ROOM, ignore_queue=True)
 
