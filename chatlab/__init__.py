@@ -6,6 +6,7 @@ clients with awaitable waits (:class:`ChatClient`) and their widgets
 (:mod:`chatlab.widgets`).
 """
 
+from .app_process import AppFailed, AppProcess, start_app, stop_all_apps
 from .chat_server import ChatServer
 from .client import ChatClient, ChatRefused, Message, disconnect_all
 from .connections import ConnectionLimits
@@ -18,6 +19,8 @@ from .validation import Limits
 from .waiting import WaitTimeout
 
 __all__ = [
+    "AppFailed",
+    "AppProcess",
     "ChatClient",
     "ChatRefused",
     "ChatServer",
@@ -37,6 +40,7 @@ __all__ = [
     "serve",
     "show_source",
     "shutdown",
+    "start_app",
     "stop_all",
 ]
 
@@ -44,8 +48,10 @@ __version__ = "0.1.0"
 
 
 async def shutdown() -> None:
-    """Disconnect every client (ChatClient and RecordingClient) and stop every
-    server started on this event loop: the last cell of each lesson."""
+    """Disconnect every client (ChatClient and RecordingClient), stop every
+    server started on this event loop and every app process started with
+    :func:`start_app`: the last cell of each lesson."""
     await disconnect_all()
     await _shutdown_recording_clients()
     await stop_all()
+    await stop_all_apps()

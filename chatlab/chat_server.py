@@ -26,6 +26,7 @@ from .host import RunningServer, running_servers, serve as serve_sio
 from .hosts import (
     TRUSTED_PROXIES, AllowedHosts, TrustedProxies, default_allowed_hosts, refuse_foreign_hosts)
 from .origins import origin_policy
+from .pages import add_folder
 from .store import DatabaseInUseError, MessageStore
 from .validation import Limits
 
@@ -75,6 +76,8 @@ class ChatServer:
         python-socketio's ``AsyncRedisManager`` (with ``fast``, one whose
         sends to this node's connections are the fast fan-out's; the users
         list speed-up, which knows one server only, is left out).
+    :param pages: a folder of your own pages, served at ``/mine/`` beside
+        the chat's page (see :mod:`chatlab.pages`).
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -96,8 +99,10 @@ class ChatServer:
         history: int = 50,
         fast: FastPaths | bool = False,
         redis: str | None = None,
+        pages: str | Path | None = None,
         **server_options: Any,
     ) -> None:
+        self.pages = pages
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("the token must be a non-empty string (or None for no token)")
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
@@ -195,6 +200,8 @@ class ChatServer:
         app.router.add_get(CLIENT_PATH, client)  # before the static files, which it shadows
         app.router.add_static("/static/", WEB_DIR)
         app.on_cleanup.append(close_store)  # lets go of a database file on stop()
+        if self.pages is not None:
+            add_folder(app, self.pages)
         if self.fast:
             self.fast.apply(self.sio, app)
         return app
