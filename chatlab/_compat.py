@@ -81,9 +81,10 @@ def watch_server_events(sio: socketio.AsyncServer,
 
 
 def watch_client_events(client: socketio.AsyncClient) -> None:
-    """Call ``client.event_received(event, args)`` for every event the
-    client gets, whether or not it has a handler for it (``connect_error``
-    and ``disconnect`` included); :class:`chatlab.RecordingClient` logs them.
+    """Call ``client.event_received(event, args, namespace)`` for every
+    event the client gets, whether or not it has a handler for it
+    (``connect_error`` and ``disconnect`` included);
+    :class:`chatlab.RecordingClient` logs them.
 
     ``AsyncClient._trigger_event`` is the one place every incoming event
     passes. Missing: the log shows only what the client sent.
@@ -94,7 +95,7 @@ def watch_client_events(client: socketio.AsyncClient) -> None:
         return
 
     async def trigger_event(event: str, namespace: str, *args: Any) -> Any:
-        client.event_received(event, args)  # type: ignore[attr-defined]
+        client.event_received(event, args, namespace)  # type: ignore[attr-defined]
         return await original(event, namespace, *args)
 
     client._trigger_event = trigger_event  # type: ignore[method-assign]

@@ -3,7 +3,10 @@
 The lessons use it where the learner writes the client's handlers: it is a
 real ``socketio.AsyncClient`` (``@client.on(...)``, ``emit``, ``call`` work
 as documented there), whose ``log`` an event-log widget can show and whose
-``wait_for()`` lets a cell wait for an event instead of sleeping.
+``wait_for()`` lets a cell wait for an event instead of sleeping. Each
+entry of the log names the namespace the event travelled on, so one client
+connected to several namespaces (``connect(url, namespaces=["/chat",
+"/admin"])``) keeps one log of them all.
 """
 
 from __future__ import annotations
@@ -45,25 +48,33 @@ class RecordingClient(socketio.AsyncClient):
 
     async def emit(self, event: str, data: Any = None, namespace: str | None = None,
                    callback: Any = None) -> None:
-        if (namespace or "/") in self.namespaces:  # else emit() raises: nothing went out
-            self.log.record("out", event, *(() if data is None else (data,)))
+        namespace = namespace or "/"
+        if namespace in self.namespaces:  # else emit() raises: nothing went out
+            # A tuple travels as several arguments: log them as the server gets them.
+            args = () if data is None else data if isinstance(data, tuple) else (data,)
+            self.log.record("out", event, *args, namespace=namespace)
         await super().emit(event, data, namespace=namespace, callback=callback)
 
-    def event_received(self, event: str, args: tuple[Any, ...]) -> None:
-        """Log an incoming event, whether or not it has a handler
-        (connect_error and disconnect included)."""
+    def event_received(self, event: str, args: tuple[Any, ...], namespace: str = "/") -> None:
+        """Log an incoming event on ``namespace``, whether or not it has a
+        handler (connect_error and disconnect included)."""
         # python-socketio's own bookkeeping events ("__disconnect_final")
         # are not the server's.
         if not event.startswith("__"):
-            self.log.record("in", event, *args)
+            self.log.record("in", event, *args, namespace=namespace or "/")
 
-    async def wait_for(self, event: str, *, count: int = 1, timeout: float = 5.0) -> int:
-        """Wait until ``event`` has arrived ``count`` times in all."""
-        return await self.log.wait_for(event, count=count, timeout=timeout)
+    async def wait_for(self, event: str, *, count: int = 1, timeout: float = 5.0,
+                       namespace: str | None = None) -> int:
+        """Wait until ``event`` has arrived ``count`` times in all, on
+        ``namespace`` only if one is given."""
+        return await self.log.wait_for(event, count=count, timeout=timeout,
+                                       namespace=namespace)
 
-    def received(self, event: str) -> list[tuple[Any, ...]]:
-        """The data of every ``event`` received and still in the log."""
-        return [e.data for e in self.log.entries if e.direction == "in" and e.event == event]
+    def received(self, event: str, namespace: str | None = None) -> list[tuple[Any, ...]]:
+        """The data of every ``event`` received (on ``namespace`` only, if
+        given) and still in the log."""
+        return [e.data for e in self.log.entries if e.direction == "in" and e.event == event
+                and namespace in (None, e.namespace)]
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"

@@ -98,6 +98,7 @@ _STYLE = """<style>
 .chatlab-in { color: #1565c0; }
 .chatlab-out { color: #6a1b9a; }
 .chatlab-event { font-weight: 600; }
+.chatlab-namespace { color: var(--jp-ui-font-color2, #666); }
 </style>"""
 
 _DATA_CHARS = 120  # the longest event data an event-log row shows
@@ -407,6 +408,7 @@ class EventLogWidget(W.VBox):
     :param limit: how many of the newest events to show.
 
     Each row shows the seconds since the first event, the direction, the
+    namespace when it is not the default one (``/chat message``), the
     event's name and its data as compact JSON, cut at 120 characters.
     """
 
@@ -452,6 +454,7 @@ class EventLogWidget(W.VBox):
         return (f'<div class="chatlab-row"><span class="chatlab-time">'
                 f'{entry.time - self._start:7.3f}s</span> '
                 f'<span class="chatlab-{kind}">{arrow}</span> '
+                f'{_namespace(entry)}'
                 f'<span class="chatlab-event">{_bdi(entry.event)}</span>'
                 f'{" " + _data(data) if data else ""}</div>')
 
@@ -469,6 +472,13 @@ class EventLogWidget(W.VBox):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         return _before_running(super()._repr_mimebundle_(**kwargs), [self])
+
+
+def _namespace(entry: LogEntry) -> str:
+    """The entry's namespace and a space, or nothing for the default one."""
+    if entry.namespace == "/":
+        return ""
+    return f'<span class="chatlab-namespace">{_bdi(entry.namespace)}</span> '
 
 
 class SideBySide(W.HBox):

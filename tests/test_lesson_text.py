@@ -108,3 +108,17 @@ def test_scaling_out_teaches_what_the_adapters_do_and_do_not():
     sources = [cell.source for cell in nbformat.read(lesson("10"), as_version=4).cells]
     sticky = next(s for s in sources if "## Sticky sessions" in s)
     assert "sequenceDiagram" in sticky and "polling" in sticky
+
+
+def test_namespaces_lesson_says_what_python_socketio_lacks_and_builds_on_06():
+    said = text(lesson("08"))
+    for taught in ("python-socketio has neither, and no chain with `next()`",
+                   "python-socketio has no volatile flag", "Lesson 06 sent several arguments",
+                   "`ConnectionRefusedError(message, data)`", "`@sio.on(\"*\")`",
+                   "io.timeout(2000).emitWithAck", "attachments"):
+        assert taught.lower() in said.lower(), taught
+    cells = nbformat.read(lesson("08"), as_version=4).cells
+    first = next(i for i, c in enumerate(cells)
+                 if c.cell_type == "code" and "BadNamespaceError" in c.source)
+    assert "BadNamespaceError" in cells[first - 1].source
+    assert "not joined" in cells[first - 1].source or "never joined" in cells[first].source
