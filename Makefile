@@ -85,7 +85,8 @@ test-fast: install-test servers
 	$(BIN)/python -m pytest tests -m "unit or integration"
 
 # A second venv with exactly the floors of pyproject.toml's dependencies
-# (requirements/lowest.txt), and redis at the floor of the cluster extra; the
+# (requirements/lowest.txt), redis at the floor of the cluster extra and
+# uvicorn at the lab extra's (lesson 07's app runs under it); the
 # test tools themselves may be new, and those the e2e modules import (not
 # run here) are there so that every module loads.
 # A stamp, because the venv's python is a link with an old time.
@@ -94,7 +95,7 @@ LOWEST := .venv-lowest
 $(LOWEST)/.installed: requirements/lowest.txt pyproject.toml
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
-	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt 'redis==5.0.1' \
+	$(LOWEST)/bin/python -m pip install --quiet -r requirements/lowest.txt 'redis==5.0.1' 'uvicorn==0.30.0' \
 	    'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.2' \
 	    nbformat nbclient jupyter_client playwright
 	$(LOWEST)/bin/python -m pip install --quiet --no-deps -e .
