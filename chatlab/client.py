@@ -339,7 +339,8 @@ class ChatClient:
     def _connection_url(self) -> str:
         # Called by python-socketio on every (re)connection attempt.
         if self._moving:
-            self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+            at = self.urls.index(self.url) if self.url in self.urls else -1
+            self.url = self.urls[(at + 1) % len(self.urls)]
         return self.url
 
     def _connect_auth(self) -> Any:
