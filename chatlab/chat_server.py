@@ -18,6 +18,7 @@ import socketio
 from aiohttp import web
 
 from . import hardening, outbox
+from .admin_ui import AdminUI
 from .chat import ChatNamespace
 from .connections import ConnectionGuard, ConnectionLimits
 from .delivery import Delivery
@@ -78,6 +79,10 @@ class ChatServer:
         list speed-up, which knows one server only, is left out).
     :param pages: a folder of your own pages, served at ``/mine/`` beside
         the chat's page (see :mod:`chatlab.pages`).
+    :param admin_ui: True to watch the chat in the Socket.IO Admin UI at
+        ``/admin-ui/``, signing in as ``admin`` with a random password:
+        ``chat.admin_ui.link(server)`` shows both. Off by default (see
+        :mod:`chatlab.admin_ui`).
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -100,6 +105,7 @@ class ChatServer:
         fast: FastPaths | bool = False,
         redis: str | None = None,
         pages: str | Path | None = None,
+        admin_ui: bool = False,
         **server_options: Any,
     ) -> None:
         self.pages = pages
@@ -150,6 +156,7 @@ class ChatServer:
         # Last, so that it sees each message first: refusals over the rate
         # limit cost next to nothing, and a flood closes its connection.
         hardening.gate_events(self.sio, self.namespace)
+        self.admin_ui = AdminUI(self.sio) if admin_ui else None
 
     @property
     def users(self) -> dict[str, str]:
@@ -202,6 +209,8 @@ class ChatServer:
         app.on_cleanup.append(close_store)  # lets go of a database file on stop()
         if self.pages is not None:
             add_folder(app, self.pages)
+        if self.admin_ui is not None:
+            self.admin_ui.attach(app)
         if self.fast:
             self.fast.apply(self.sio, app)
         return app

@@ -168,7 +168,7 @@ def test_the_page_loads_the_installed_client_and_pins_the_cdn_copy_with_its_hash
     # file, and tests/js's (the Node.js client of the protocol tests).
     vendor = WEB_DIR / "vendor"
     pins = json.loads((vendor / "package.json").read_text())["dependencies"]
-    assert pins == {"socket.io-client": client_version}
+    assert pins["socket.io-client"] == client_version
     lock = json.loads((vendor / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/socket.io-client"]["version"] == client_version
     test_pins = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
