@@ -80,9 +80,9 @@ class ChatServer:
     :param pages: a folder of your own pages, served at ``/mine/`` beside
         the chat's page (see :mod:`chatlab.pages`).
     :param admin_ui: True to watch the chat in the Socket.IO Admin UI at
-        ``/admin-ui/``, signing in as ``admin`` with a random password:
-        ``chat.admin_ui.link(server)`` shows both. Off by default (see
-        :mod:`chatlab.admin_ui`).
+        ``/admin-ui/``, signing in as ``admin`` with a random password, or
+        the password to use: ``chat.admin_ui.link(server)`` shows both. Off
+        by default (see :mod:`chatlab.admin_ui`).
     :param server_options: passed on to ``socketio.AsyncServer`` (a
         ``max_http_buffer_size`` here overrides ``limits.http_buffer_size``).
 
@@ -105,7 +105,7 @@ class ChatServer:
         fast: FastPaths | bool = False,
         redis: str | None = None,
         pages: str | Path | None = None,
-        admin_ui: bool = False,
+        admin_ui: bool | str = False,
         **server_options: Any,
     ) -> None:
         self.pages = pages
@@ -156,7 +156,10 @@ class ChatServer:
         # Last, so that it sees each message first: refusals over the rate
         # limit cost next to nothing, and a flood closes its connection.
         hardening.gate_events(self.sio, self.namespace)
-        self.admin_ui = AdminUI(self.sio) if admin_ui else None
+        if isinstance(admin_ui, str):
+            self.admin_ui: AdminUI | None = AdminUI(self.sio, password=admin_ui)
+        else:
+            self.admin_ui = AdminUI(self.sio) if admin_ui else None
 
     @property
     def users(self) -> dict[str, str]:

@@ -241,3 +241,9 @@ async def test_a_rerun_cell_watches_the_new_server() -> None:
     assert refusal(client)["message"] == "invalid credentials"
     client = await admin_connection(server, {"username": "admin", "password": "second"})
     assert client.connected
+
+
+def test_a_chat_server_given_a_password_uses_it():
+    chat = chatlab.ChatServer(admin_ui="under-the-hood")
+    assert chat.admin_ui is not None and chat.admin_ui.password == "under-the-hood"
+    assert chatlab.ChatServer(admin_ui=False).admin_ui is None
