@@ -24,13 +24,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import Browser, Page
 
-__all__ = ["BASE_URL", "LAB_HOST", "JupyterLab", "LabNotebook", "copy_notebooks", "free_port",
-           "lab_on_a_copy"]
+__all__ = ["BASE_URL", "LAB_HOST", "JupyterLab", "LabNotebook", "chromium_for_lab",
+           "copy_notebooks", "free_port", "lab_on_a_copy"]
 
 BASE_URL = "/user/tester/"
 # A name that is not localhost, for the browser to reach the Lab by (mapped
@@ -277,6 +277,24 @@ _CELLS_RAN = """([path, indices]) => {
   });
   return ran ? {failed: null} : false;
 }"""
+
+
+@contextlib.asynccontextmanager
+async def chromium_for_lab() -> AsyncIterator["Browser"]:
+    """Headless Chromium that reaches the Lab by its name, LAB_HOST (mapped
+    to 127.0.0.1), as a hub's user reaches the hub."""
+    from playwright.async_api import async_playwright
+
+    import browser
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=browser.require_chromium(), headless=True,
+            args=[*browser.CHROMIUM_ARGS, f"--host-resolver-rules=MAP {LAB_HOST} 127.0.0.1"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
 
 
 class LabNotebook:

@@ -20,7 +20,7 @@ from chatlab.admin_ui import UI_DIR, AdminLink, admin_ui
 
 import browser as shared
 from browser import CHROMIUM_ARGS, offline
-from lab import BASE_URL, LAB_HOST, JupyterLab
+from lab import BASE_URL, LAB_HOST, JupyterLab, chromium_for_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -197,25 +197,19 @@ async def test_it_works_through_a_hubs_proxy(tmp_path: Path) -> None:
             assert str(link) == f"{BASE_URL}proxy/{server.port}/admin-ui/"
             client = RecordingClient("learner")
             await client.connect(server.url)
-            async with async_playwright() as playwright:
-                launched = await playwright.chromium.launch(
-                    executable_path=shared.require_chromium(), headless=True,
-                    args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {LAB_HOST} 127.0.0.1"])
-                try:
-                    page = await launched.new_page()
-                    websockets: list[str] = []
-                    page.on("websocket", lambda ws: websockets.append(ws.url))
-                    # Logged in to the Lab with its token, as a hub's user is.
-                    await page.goto(f"{lab.origin(LAB_HOST)}{link.url}?token={lab.token}")
-                    await sign_in(page, link.username, link.password)
-                    await expect(page.locator("header")).to_contain_text(CONNECTED)
-                    await page.evaluate("window.location.hash = '#/sockets/'")
-                    await expect(view_table(page, "IP address")).to_contain_text(
-                        client.get_sid() or "?")
-                    proxied = lab.url(f"proxy/{server.port}/socket.io/", host=LAB_HOST)
-                    assert any(url.startswith(proxied.replace("http", "ws", 1))
-                               for url in websockets), websockets
-                finally:
-                    await launched.close()
+            async with chromium_for_lab() as launched:
+                page = await launched.new_page()
+                websockets: list[str] = []
+                page.on("websocket", lambda ws: websockets.append(ws.url))
+                # Logged in to the Lab with its token, as a hub's user is.
+                await page.goto(f"{lab.origin(LAB_HOST)}{link.url}?token={lab.token}")
+                await sign_in(page, link.username, link.password)
+                await expect(page.locator("header")).to_contain_text(CONNECTED)
+                await page.evaluate("window.location.hash = '#/sockets/'")
+                await expect(view_table(page, "IP address")).to_contain_text(
+                    client.get_sid() or "?")
+                proxied = lab.url(f"proxy/{server.port}/socket.io/", host=LAB_HOST)
+                assert any(url.startswith(proxied.replace("http", "ws", 1))
+                           for url in websockets), websockets
         finally:
             await chatlab.shutdown()

@@ -29,11 +29,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from playwright.async_api import (
-    Browser, BrowserContext, Locator, Page, WebSocketRoute, async_playwright, expect)
+    Browser, BrowserContext, Locator, Page, WebSocketRoute, expect)
 
 import browser as shared
-from browser import ARTIFACTS, CHROMIUM_ARGS, join, message, route_cdn, screenshot, send
-from lab import BASE_URL, LAB_HOST, JupyterLab, LabNotebook, lab_on_a_copy
+from browser import ARTIFACTS, join, message, route_cdn, screenshot, send
+from lab import BASE_URL, LAB_HOST, JupyterLab, LabNotebook, chromium_for_lab, lab_on_a_copy
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSON = "05-build-the-chat.ipynb"
@@ -64,13 +64,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium(lab: JupyterLab) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=shared.require_chromium(), headless=True,
-            # lab.test is the Lab's name, as a hub's would be.
-            args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {LAB_HOST} 127.0.0.1"])
-        yield browser
-        await browser.close()
+    async with chromium_for_lab() as launched:
+        yield launched
 
 
 class Lesson:

@@ -15,11 +15,11 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 import browser as shared
-from browser import ARTIFACTS, CHROMIUM_ARGS, screenshot
-from lab import BASE_URL, LAB_HOST, JupyterLab, LabNotebook, lab_on_a_copy
+from browser import ARTIFACTS, screenshot
+from lab import BASE_URL, LAB_HOST, JupyterLab, LabNotebook, chromium_for_lab, lab_on_a_copy
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSON = "09-under-the-hood.ipynb"
@@ -43,12 +43,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium(lab: JupyterLab) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=shared.require_chromium(), headless=True,
-            args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {LAB_HOST} 127.0.0.1"])
+    async with chromium_for_lab() as launched:
         yield launched
-        await launched.close()
 
 
 async def test_run_all_shows_the_wire_log_and_stops_cleanly(
