@@ -83,7 +83,7 @@ class Delivery:
         self.limits = limits
         self.page = page
         self.last_page = last_page
-        # Held while a message is stored and sent, and while a connection is
+        # Held while a stored message is sent to the live room, and while a connection is
         # sent the last of its history and enters the live room, so every
         # client sees the messages in offset order, each once, with no gap
         # between its history and the live ones.
@@ -275,9 +275,13 @@ class Delivery:
             if new:
                 await self._reached(message.offset)
         else:
-            async with self.order:
-                message, new = await self.store.add(user, sid, text, message_id)
-                if new:
+            # Stored first, then sent under the order lock: the store answers
+            # its callers in offset order (a file's group commit answers a
+            # whole group at once), and the lock is first come, first served,
+            # so the messages go out in offset order.
+            message, new = await self.store.add(user, sid, text, message_id)
+            if new:
+                async with self.order:
                     self._last = message.offset
                     await self.sio.emit("message", message.payload(), room=LIVE_ROOM)
         if new:

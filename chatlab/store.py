@@ -1,14 +1,15 @@
-"""The chat's message store: SQLite, off the event loop.
+"""The chat's message store: every public message, numbered, before it is sent.
 
 Every public chat message is stored before it is sent, and gets an offset:
 1, 2, 3, … in the order the server accepted them, never reused. A client
 that comes back tells the server the last offset it saw and gets the rest;
 a message sent again with the same message id is stored once.
 
-SQLite (the standard library's ``sqlite3``) blocks while it works, so every
-call runs on the store's own single thread, which also keeps them in order.
-The database lives in memory unless a file path is given; a file keeps the
-history (and the chat's id) across server restarts.
+``MessageStore()`` keeps the history in memory, in plain Python objects:
+storing a message is a few dictionary and deque steps, done at once on the
+event loop, with nothing to wait for. ``MessageStore(path)`` keeps it in a
+SQLite file (:mod:`chatlab.sqlite_store`), which outlives the server: its
+history and the chat's id are there when it starts again.
 
 Bounds: an in-memory store keeps the ``kept`` newest messages (10,000 by
 default) and lets the oldest go, so a long-running chat does not grow
@@ -23,71 +24,20 @@ same offsets to clients that cannot tell them apart.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sqlite3
-import threading
-import time
 import uuid
-import weakref
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: only stores of this process are kept apart
-    fcntl = None  # type: ignore[assignment]
-
-__all__ = ["DatabaseInUseError", "MessageStore", "StoredMessage"]
-
-T = TypeVar("T")
-
-# The database files the stores of this process have open, by (device,
-# inode), so a second store is refused before it opens a descriptor of its
-# own to lock: closing any descriptor of a file drops every POSIX lock this
-# process holds on it, the first store's SQLite locks included.
-_files_in_use: set[tuple[int, int]] = set()
-_files_lock = threading.Lock()  # each store opens on a thread of its own
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS chat (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    -- AUTOINCREMENT: an offset is never handed out twice, even if the
-    -- newest rows were ever deleted, so a client's offset stays meaningful.
-    offset     INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id TEXT UNIQUE,  -- the sender's own id for it; NULL if it gave none
-    user       TEXT NOT NULL,
-    sender     TEXT NOT NULL,  -- the sender's connection id at the time
-    text       TEXT NOT NULL,
-    stored_at  REAL NOT NULL
-);
-"""
+__all__ = ["DatabaseInUseError", "MemoryStore", "MessageStore", "StoredMessage"]
 
 
 class DatabaseInUseError(sqlite3.OperationalError):
     """Another chat server is using this database file; it has to stop
     (or this one needs another file) before this one can start."""
-
-
-class _Claim:
-    """A database file held by one store: its identity, and the descriptor
-    that holds its flock() (None where there is no flock())."""
-
-    def __init__(self, file: tuple[int, int], fd: int | None) -> None:
-        self.file = file
-        self.fd = fd
-
-    def release(self) -> None:
-        with _files_lock:
-            if self.fd is not None:
-                os.close(self.fd)  # which ends the flock() too
-                self.fd = None
-            _files_in_use.discard(self.file)
 
 
 @dataclass(frozen=True)
@@ -105,117 +55,44 @@ class StoredMessage:
 
 
 class MessageStore:
-    """Public chat messages in SQLite (``path`` ``":memory:"`` by default).
+    """Public chat messages, in memory (``path`` ``":memory:"``, the
+    default) or in a SQLite file.
 
     :param path: a database file, or ``":memory:"`` for a history that ends
         with the store.
     :param kept: how many messages an in-memory store keeps (the oldest go
         first); a file keeps them all.
 
-    ``chat_id`` names this history: offsets from another store (a server
-    restarted without a file) mean nothing here, and clients can tell.
-    A file is this store's alone from its first use until :meth:`close`
-    (see :class:`DatabaseInUseError`).
+    Like :class:`pathlib.Path`, this makes the store that fits its
+    ``path``: a :class:`MemoryStore`, or a
+    :class:`~chatlab.sqlite_store.SQLiteStore`. ``chat_id`` names this
+    history: offsets from another store (a server restarted without a
+    file) mean nothing here, and clients can tell. A file is this store's
+    alone from its first use until :meth:`close` (see
+    :class:`DatabaseInUseError`).
     """
+
+    path: str
+    kept: int
+
+    def __new__(cls, path: str | Path = ":memory:", *, kept: int = 10_000) -> "MessageStore":
+        if cls is MessageStore:
+            if str(path) == ":memory:":
+                cls = MemoryStore
+            else:
+                from .sqlite_store import SQLiteStore
+                cls = SQLiteStore
+        return super().__new__(cls)
 
     def __init__(self, path: str | Path = ":memory:", *, kept: int = 10_000) -> None:
         if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1:
             raise ValueError("kept must be a whole number of messages, 1 or more")
         self.path = str(path)
         self.kept = kept
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatlab-store")
-        self._db: sqlite3.Connection | None = None
-        self._chat_id: str | None = None
-        # Lets go of the database file: on close(), or if the store is
-        # dropped without one (a notebook variable assigned again).
-        self._release: Callable[[], Any] = lambda: None
 
     @property
     def in_memory(self) -> bool:
         return self.path == ":memory:"
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._db is None:
-                self._open()
-            assert self._db is not None
-            return work(self._db)
-
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
-
-    def _open(self) -> None:
-        # isolation_level=None: each statement commits on its own, so a
-        # stored message is on disk before anyone is told about it.
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            if not self.in_memory:
-                self._claim()
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO chat VALUES ('id', ?)", (uuid.uuid4().hex,))
-            (self._chat_id,) = db.execute("SELECT value FROM chat WHERE key = 'id'").fetchone()
-        except BaseException:
-            db.close()
-            self._release()
-            raise
-        self._db = db
-
-    def _claim(self) -> None:
-        """Make the database file (which connecting created) this store's
-        alone, or raise :class:`DatabaseInUseError`."""
-        with _files_lock:
-            info = os.stat(self.path)
-            file = (info.st_dev, info.st_ino)
-            if file in _files_in_use:
-                raise DatabaseInUseError(
-                    f"another chatlab server in this process is using {self.path}; "
-                    f"stop it first (await server.stop()), or give this one another file")
-            fd = None
-            if fcntl is not None:
-                # flock(), not SQLite's own locks: readers (the sqlite3 shell,
-                # a notebook cell) may still look at the file meanwhile.
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    raise DatabaseInUseError(
-                        f"another chatlab server is using {self.path}; stop it first, "
-                        f"or give this one another file") from None
-            _files_in_use.add(file)
-        self._release = weakref.finalize(self, _Claim(file, fd).release)
-
-    async def chat_id(self) -> str:
-        """This history's id (made when the database was created)."""
-        if self._chat_id is None:
-            await self._run(lambda db: None)
-        assert self._chat_id is not None
-        return self._chat_id
-
-    async def add(
-        self, user: str, sender: str, text: str, message_id: str | None = None
-    ) -> tuple[StoredMessage, bool]:
-        """Store a message; return it with its offset, and whether it is new
-        (False: ``message_id`` was stored before, and that message returns)."""
-        def add(db: sqlite3.Connection) -> tuple[StoredMessage, bool]:
-            if message_id is not None:
-                row = db.execute(
-                    "SELECT offset, user, sender, text FROM messages WHERE message_id = ?",
-                    (message_id,)).fetchone()
-                if row is not None:
-                    return StoredMessage(*row), False
-            cursor = db.execute(
-                "INSERT INTO messages (message_id, user, sender, text, stored_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (message_id, user, sender, text, time.time()))
-            offset = cursor.lastrowid
-            assert offset is not None
-            if self.in_memory and offset > self.kept:
-                # Only this store writes here, so offsets have no gaps: this
-                # keeps the `kept` newest (normally deleting just one).
-                db.execute("DELETE FROM messages WHERE offset <= ?", (offset - self.kept,))
-            return StoredMessage(offset, user, sender, text), True
-
-        return await self._run(add)
 
     def dropped_until(self, last: int) -> int:
         """The newest offset this store has let go of, when ``last`` is its
@@ -223,43 +100,87 @@ class MessageStore:
         ``kept`` newest, and only it numbers them, so there is no gap."""
         return max(0, last - self.kept) if self.in_memory else 0
 
+    # What each store does its own way.
+
+    async def chat_id(self) -> str:
+        """This history's id (made when the history was created)."""
+        raise NotImplementedError
+
+    async def add(
+        self, user: str, sender: str, text: str, message_id: str | None = None
+    ) -> tuple[StoredMessage, bool]:
+        """Store a message; return it with its offset, and whether it is new
+        (False: ``message_id`` was stored before, and that message returns)."""
+        raise NotImplementedError
+
     async def last_offset(self) -> int:
         """The newest message's offset (0 when there is none)."""
-        def last(db: sqlite3.Connection) -> int:
-            return db.execute("SELECT COALESCE(MAX(offset), 0) FROM messages").fetchone()[0]
-
-        return await self._run(last)
+        raise NotImplementedError
 
     async def after(self, offset: int, limit: int | None = None) -> list[StoredMessage]:
         """The messages with a greater offset than ``offset``, oldest first:
         all of them, or the first ``limit``."""
-        def after(db: sqlite3.Connection) -> list[StoredMessage]:
-            rows = db.execute(
-                "SELECT offset, user, sender, text FROM messages "
-                "WHERE offset > ? ORDER BY offset LIMIT ?",
-                (offset, -1 if limit is None else limit))  # -1: no limit
-            return [StoredMessage(*row) for row in rows]
-
-        return await self._run(after)
+        raise NotImplementedError
 
     async def count(self) -> int:
-        return await self._run(
-            lambda db: db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        raise NotImplementedError
 
     async def close(self) -> None:
-        """Close the database file and let go of it, so another server may
-        use it (this store opens it again when next used). An in-memory
-        store keeps its history: closing it would lose it."""
-        if self.in_memory:
-            return
-
-        def close(db: sqlite3.Connection) -> None:
-            db.close()
-            self._db = None
-            self._release()
-
-        if self._db is not None:
-            await self._run(close)
+        """Let go of what the store holds open (a database file, which
+        another server may then use); the store opens it again when next
+        used. An in-memory store keeps its history: closing it would lose it."""
 
     def __repr__(self) -> str:
-        return f"<MessageStore {self.path!r}>"
+        return f"<{type(self).__name__} {self.path!r}>"
+
+
+class MemoryStore(MessageStore):
+    """The ``kept`` newest messages in a deque, and their message ids in a
+    dict: every method returns without waiting for anything."""
+
+    def __init__(self, path: str | Path = ":memory:", *, kept: int = 10_000) -> None:
+        super().__init__(path, kept=kept)
+        if not self.in_memory:
+            raise ValueError("a MemoryStore's path is ':memory:'; "
+                             "MessageStore(path) keeps a file")
+        self._chat_id = uuid.uuid4().hex
+        self._messages: deque[tuple[StoredMessage, str | None]] = deque()
+        self._by_id: dict[str, StoredMessage] = {}
+        self._last = 0
+
+    async def chat_id(self) -> str:
+        return self._chat_id
+
+    async def add(
+        self, user: str, sender: str, text: str, message_id: str | None = None
+    ) -> tuple[StoredMessage, bool]:
+        if message_id is not None:
+            stored = self._by_id.get(message_id)
+            if stored is not None:
+                return stored, False
+        self._last += 1
+        message = StoredMessage(self._last, user, sender, text)
+        messages = self._messages
+        messages.append((message, message_id))
+        if message_id is not None:
+            self._by_id[message_id] = message
+        if len(messages) > self.kept:
+            _, dropped_id = messages.popleft()
+            if dropped_id is not None:
+                del self._by_id[dropped_id]
+        return message, True
+
+    async def last_offset(self) -> int:
+        return self._last
+
+    async def after(self, offset: int, limit: int | None = None) -> list[StoredMessage]:
+        messages = self._messages
+        if not messages:
+            return []
+        # Offsets here have no gaps, so a message's place follows from its offset.
+        start = max(0, offset - messages[0][0].offset + 1)
+        stop = None if limit is None else start + max(0, limit)
+        return [message for message, _ in islice(messages, start, stop)]
+
+    async def count(self) -> int:
+        return len(self._messages)

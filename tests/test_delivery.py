@@ -201,6 +201,29 @@ async def test_live_messages_during_replays_are_neither_lost_nor_repeated(chat_s
     await chatlab.shutdown()
 
 
+@pytest.mark.parametrize("db", [":memory:", "file"])
+async def test_messages_sent_at_once_go_to_everyone_in_offset_order(db, tmp_path):
+    """Many messages in flight at once (a file stores them in group
+    commits): every client gets every message once, in offset order, and
+    each sender's acknowledgement names the offset its message came with."""
+    chat = ChatServer(db=tmp_path / "chat.db" if db == "file" else db)
+    url = await served(chat, f"at-once-{db}")
+    clients = [ChatClient(url) for _ in range(4)]
+    for n, client in enumerate(clients):
+        await client.connect()
+        await client.add_user(f"user{n}")
+    offsets = await asyncio.gather(*(
+        client.send(f"{client.name} {k}", timeout=10) for client in clients for k in range(15)))
+    assert sorted(offsets) == list(range(1, 61))
+    for client in clients:
+        await client.wait_until(lambda: client.last_offset == 60, timeout=10)
+        assert [m.offset for m in client.messages] == list(range(1, 61)), client.name
+        acked = {f"{client.name} {k}": offsets[clients.index(client) * 15 + k]
+                 for k in range(15)}
+        assert {m.text: m.offset for m in client.messages if m.text in acked} == acked
+    await chatlab.shutdown()
+
+
 async def test_the_tutorial_page_protocol_still_works_without_ids_or_offsets(raw):
     """A client that knows none of it (the model tutorial's page): a plain
     message, no auth; it gets history it may ignore, and its messages."""

@@ -1,10 +1,12 @@
 """chatlab.store: the message store on its own, in memory and in a file:
 offsets handed out once, message ids stored once, a history's id, the
-in-memory store's bound, and one store at a time per database file.
+in-memory store's bound, a file's group commits, and one store at a time
+per database file.
 (tests/test_store_lock.py: the same file from another process.)"""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
 from pathlib import Path
@@ -12,15 +14,17 @@ from typing import AsyncIterator
 
 import pytest
 
-from chatlab.store import DatabaseInUseError, MessageStore, StoredMessage
+from chatlab.sqlite_store import SQLiteStore
+from chatlab.store import DatabaseInUseError, MemoryStore, MessageStore, StoredMessage
 from chatlab.validation import Limits, check_resume
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture
-async def store() -> AsyncIterator[MessageStore]:
-    store = MessageStore()
+@pytest.fixture(params=["memory", "file"])
+async def store(request, tmp_path: Path) -> AsyncIterator[MessageStore]:
+    """Each store, for what both do alike."""
+    store = MessageStore() if request.param == "memory" else MessageStore(tmp_path / "any.db")
     yield store
     await store.close()
 
@@ -75,7 +79,28 @@ async def test_after_an_offset_come_the_newer_messages_oldest_first(store):
     assert [m.offset for m in await store.after(-5)] == [1, 2, 3]
 
 
-async def test_closing_an_in_memory_store_keeps_its_history(store):
+def test_a_store_is_made_for_its_path(tmp_path):
+    assert type(MessageStore()) is MemoryStore and MessageStore().in_memory
+    assert type(MessageStore(tmp_path / "a.db")) is SQLiteStore
+    assert type(MessageStore(str(tmp_path / "a.db"))) is SQLiteStore
+    assert repr(MessageStore()) == "<MemoryStore ':memory:'>"
+    with pytest.raises(ValueError, match="MessageStore\\(path\\) keeps a file"):
+        MemoryStore(tmp_path / "a.db")
+    with pytest.raises(ValueError, match="MessageStore\\(\\) keeps memory"):
+        SQLiteStore(":memory:")
+
+
+async def test_an_in_memory_store_never_waits():
+    """Each of its calls is done when first stepped: no thread, no loop turn."""
+    store = MessageStore()
+    adding = store.add("ann", "sid-a", "at once", "id-1").__await__()
+    with pytest.raises(StopIteration) as done:
+        next(adding)
+    assert done.value.value == (StoredMessage(1, "ann", "sid-a", "at once"), True)
+
+
+async def test_closing_an_in_memory_store_keeps_its_history():
+    store = MessageStore()
     await store.add("ann", "sid-a", "kept")
     chat = await store.chat_id()
     await store.close()
@@ -193,6 +218,63 @@ async def test_an_in_memory_store_keeps_the_newest_kept_messages():
     again, new = await store.add("ann", "sid-a", "m1 again", "id-1")
     assert (again.offset, new) == (7, True)
     assert [m.offset for m in await store.after(0)] == [5, 6, 7]
+
+
+async def test_messages_sent_together_are_stored_in_order_and_answered_in_order(store):
+    """However the store gathers them (a file commits those that arrive
+    together in one transaction), each caller gets its own message, with
+    offsets in the order they were sent, ids stored once."""
+    added = await asyncio.gather(
+        *(store.add("ann", "sid-a", f"m{n}", f"id-{n % 30}") for n in range(40)))
+    assert [(m.offset, m.text, new) for m, new in added] == [
+        (n + 1, f"m{n}", True) for n in range(30)] + [
+        (n - 29, f"m{n - 30}", False) for n in range(30, 40)]
+    assert [m.text for m in await store.after(0)] == [f"m{n}" for n in range(30)]
+
+
+async def test_a_file_commits_the_messages_that_arrive_together_at_once(db):
+    store = MessageStore(db)
+    try:
+        await store.add("ann", "sid-a", "alone")
+        await asyncio.gather(*(store.add("bob", "sid-b", f"b{n}") for n in range(50)))
+        reader = sqlite3.connect(db)
+        try:
+            stamps = [row[0] for row in reader.execute(
+                "SELECT COUNT(DISTINCT stored_at) FROM messages GROUP BY user ORDER BY user")]
+        finally:
+            reader.close()
+        assert stamps == [1, 1], "one commit for the first, one for the 50 that came together"
+    finally:
+        await store.close()
+
+
+async def test_a_message_the_file_cannot_take_fails_alone(db):
+    """A text SQLite cannot encode (a lone surrogate, which the chat's own
+    checks refuse earlier) fails its own add, not the others committed
+    with it, and takes no offset."""
+    store = MessageStore(db)
+    results = await asyncio.gather(
+        store.add("ann", "sid-a", "one"), store.add("ann", "sid-a", "bad \ud800"),
+        store.add("ann", "sid-a", "two"), return_exceptions=True)
+    assert [(m.offset, m.text) for m, _ in (results[0], results[2])] == [(1, "one"), (2, "two")]
+    assert isinstance(results[1], UnicodeEncodeError)
+    assert (await store.add("ann", "sid-a", "three"))[0].offset == 3
+    assert [m.text for m in await store.after(0)] == ["one", "two", "three"]
+    await store.close()
+
+
+async def test_closing_a_file_stores_what_was_sent_first(db):
+    store = MessageStore(db)
+    adding = [asyncio.ensure_future(store.add("ann", "sid-a", f"m{n}")) for n in range(5)]
+    await asyncio.sleep(0)  # one step: the adds have started, and wait for their commit
+    assert not any(add.done() for add in adding)
+    await store.close()
+    assert [m.offset for m, _ in await asyncio.gather(*adding)] == [1, 2, 3, 4, 5]
+    reopened = MessageStore(db)
+    try:
+        assert await reopened.count() == 5
+    finally:
+        await reopened.close()
 
 
 async def test_the_default_bound_is_the_limits_one():
