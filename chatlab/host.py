@@ -91,8 +91,10 @@ class HandlerError:
         return f"{text} ({hint})" if hint else text
 
 
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
+def _being_cancelled(loop: asyncio.AbstractEventLoop) -> bool:
+    # The loop given: asking for the running one costs a system call
+    # (getpid()) on Python 3.11, once per event of a busy chat.
+    task = asyncio.current_task(loop)
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     return bool(cancelling and cancelling())
 
@@ -234,19 +236,21 @@ class RunningServer:
         # Every task python-socketio and engineio start (event handlers,
         # pings, the client monitor) goes through this public method; keeping
         # them lets stop() end the stragglers instead of leaking them.
-        original = self.sio.eio.start_background_task
+        # (engineio's own is asyncio.ensure_future(target(...)); the loop's
+        # create_task is the same, without looking the running loop up.)
+        create_task = self._loop.create_task
         self._tasks_tracked = True
 
         def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
-            task = original(target, *args, **kwargs)
+            task = create_task(target(*args, **kwargs))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
             task.add_done_callback(partial(self._task_done, target))
             return task
 
         self.sio.eio.start_background_task = start_background_task
 
     def _task_done(self, target: Any, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
         # Handlers' errors are caught (and recorded) inside trigger_event;
         # what reaches here came from a task the server's code started, and
         # would otherwise only be "Task exception was never retrieved".
@@ -268,13 +272,14 @@ class RunningServer:
         # until python-socketio's second try shows whether it was the one.
         # (Its depth is taken here: a traceback grows as it propagates.)
         first_type_errors: dict[Any, tuple[TypeError, int]] = {}
+        loop = self._loop
 
         async def trigger_event(event: str, namespace: str, *args: Any) -> Any:
             legacy_connect = event == "connect" and len(args) == 2
             first = first_type_errors.pop(args[0], None) if legacy_connect else None
             try:
                 result = await original(event, namespace, *args)
-                if _being_cancelled():
+                if _being_cancelled(loop):
                     # python-socketio takes a cancelled handler for one that
                     # returned None and acknowledges with no data, which a
                     # client reads as an answer; without one it can retry.

@@ -84,6 +84,7 @@ class DirectQueue(Outbox):
         self._writer_waiting = False
         self._frames: list[bytes] = []  # to write at the end of this turn
         self._frames_size = 0
+        self._call_soon: Any = None  # the loop's, once known
 
     async def get(self) -> Any:
         # Only the writer reads a websocket connection's queue (once a
@@ -108,7 +109,11 @@ class DirectQueue(Outbox):
         if pkt.packet_type != eio_packet.MESSAGE or not self._can_write():
             return False
         if not self._frames:  # the first of this turn: written when the turn ends
-            asyncio.get_running_loop().call_soon(self._write_frames)
+            if self._call_soon is None:
+                # Kept: looking the running loop up costs a system call
+                # (getpid()) on Python 3.11, for each recipient of a message.
+                self._call_soon = asyncio.get_running_loop().call_soon
+            self._call_soon(self._write_frames)
         frame = frame_of(pkt)
         self._frames.append(frame)
         self._frames_size += len(frame)
