@@ -227,15 +227,27 @@ def set_websocket_class(eio: engineio.AsyncServer, websocket: type | None) -> ty
 
 
 def websocket_class_telling(
-        on_open: Callable[[Any, Any, asyncio.Transport], None]) -> type:
+        on_open: Callable[[Any, Any, asyncio.Transport], None], *,
+        inline_messages: bool = False) -> type:
     """A websocket class for :func:`set_websocket_class`: engineio's aiohttp
     ``WebSocket``, which also calls ``on_open(connection, ws, transport)``
     once the websocket is open, with the engineio connection it serves, the
     aiohttp ``WebSocketResponse`` and its transport. Its ``__call__`` is
     engineio's own, with that one call added (engineio keeps the response
     in ``_sock`` and the connection as its handler's ``__self__``).
+
+    ``inline_messages``: its ``wait()`` also hands each message packet of
+    an upgraded connection to the connection's ``receive()`` itself, as
+    engineio's reading loop would, and returns only the other packets
+    (pongs, close, upgrade) to that loop. The loop starts a task and a
+    ``wait_for`` timer for each packet it waits for: three turns of the
+    event loop per message, where this takes one. Its timer still runs:
+    a client answers a ping every ``ping_interval``, well inside the
+    ``ping_interval + ping_timeout`` it allows.
     """
     from aiohttp import web
+    from engineio import exceptions as eio_exceptions
+    from engineio import packet as eio_packet
     from engineio.async_drivers.aiohttp import WebSocket
 
     class TellingWebSocket(WebSocket):  # type: ignore[misc]
@@ -249,7 +261,24 @@ def websocket_class_telling(
             await self.handler(self)
             return self._sock
 
-    return TellingWebSocket
+    class InlineWebSocket(TellingWebSocket):
+        async def wait(self) -> Any:
+            connection = getattr(self.handler, "__self__", None)
+            receive = getattr(connection, "receive", None)
+            limit = self.server.max_http_buffer_size
+            while True:
+                data = await super().wait()
+                if not (receive is not None and isinstance(data, str) and data[:1] == "4"
+                        and len(data) <= limit and socket_is_open_websocket(connection)):
+                    return data  # engineio's loop takes it (and refuses one too large)
+                try:
+                    await receive(eio_packet.Packet(encoded_packet=data))
+                except eio_exceptions.SocketIsClosedError:
+                    return None  # closed: engineio's loop ends the connection
+                except Exception:  # noqa: BLE001 - as engineio's loop: logged, and on
+                    self.server.logger.exception("Unknown receive error")
+
+    return InlineWebSocket if inline_messages else TellingWebSocket
 
 
 def socket_queue(eio: engineio.AsyncServer, eio_sid: str) -> Any:

@@ -10,6 +10,8 @@ one by one in docs/benchmarks.md).
   socket at once, instead of waking engineio's writer task (the queue is
   still the chat's bounded :class:`~chatlab.outbox.Outbox`, and what is
   written counts in it until the socket has sent it).
+- :mod:`.inline_reads`: a websocket's messages handled as they are read,
+  instead of through a task and a timer each in engineio's reading loop.
 - :mod:`.compression`: websocket compression refused, as in Node.
 - :mod:`.users_list`: in a chat of 100 users or more, one users list per
   burst of joins and leaves.
@@ -26,7 +28,7 @@ from typing import Callable
 import socketio
 from aiohttp import web
 
-from . import direct_writes
+from . import direct_writes, inline_reads
 from .compression import without_compression
 from .fanout import FanoutManager
 from .users_list import UsersAnnouncer
@@ -44,6 +46,7 @@ class FastPaths:
 
     fanout: bool = True
     direct_writes: bool = True
+    inline_reads: bool = True
     websocket_compression: bool = False
     users_interval: float = 0.05
 
@@ -66,5 +69,7 @@ class FastPaths:
         """Put the transport-level speed-ups on ``sio``, served by ``app``."""
         if self.direct_writes:
             direct_writes.install(sio.eio)
+        if self.inline_reads:
+            inline_reads.install(sio.eio)
         if not self.websocket_compression:
             app.middlewares.append(without_compression)
