@@ -85,6 +85,7 @@ class DirectQueue(Outbox):
         self._frames: list[bytes] = []  # to write at the end of this turn
         self._frames_size = 0
         self._call_soon: Any = None  # the loop's, once known
+        self._compressed = True  # until attach() says otherwise
 
     async def get(self) -> Any:
         # Only the writer reads a websocket connection's queue (once a
@@ -132,18 +133,23 @@ class DirectQueue(Outbox):
         except Exception:  # noqa: BLE001 - a transport that failed: its connection ends
             pass
 
+    def attach(self, socket: Any, ws: Any, transport: Any) -> None:
+        super().attach(socket, ws, transport)
+        # Settled by the handshake, for good: whether frames are compressed.
+        self._compressed = bool(ws.compress)
+
     def _can_write(self) -> bool:
-        ws, transport = self._ws, self._transport
+        transport = self._transport
         return (
             self._writer_waiting
             and self.empty()
             and not self.closed
+            and transport is not None
+            and not self._compressed
             and _compat.socket_is_open_websocket(self._socket)
-            and not ws.closed
-            and not ws.compress
-            and not transport.is_closing()  # type: ignore[union-attr]
-            and transport.get_write_buffer_size() + self._frames_size  # type: ignore[union-attr]
-            < WRITE_BUFFER_LIMIT
+            and not self._ws.closed
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() + self._frames_size < WRITE_BUFFER_LIMIT
         )
 
 

@@ -9,6 +9,12 @@ packet in each queue in turn instead, or, where the connection's writer is
 idle, writes it to the socket at once (:mod:`chatlab.fast.direct_writes`). It is
 passed to ``AsyncServer`` as its ``client_manager``, the library's own seam
 for this.
+
+It also keeps each room's recipients, with their queues, as a list made at
+the room's first broadcast and dropped whenever anyone enters or leaves a
+room (python-socketio's ``basic_enter_room`` and ``basic_leave_room``,
+which every join, leave and disconnect goes through): a chat sends many
+messages to a room for each change of who is in it.
 """
 
 from __future__ import annotations
@@ -26,9 +32,45 @@ from .direct_writes import DirectQueue
 __all__ = ["FanoutManager", "FanoutRedisManager"]
 
 
+# One recipient of a broadcast: its id in the namespace, its engineio id,
+# and its queue when that can write past the writer (else None).
+Recipient = tuple[str, str, "DirectQueue | None"]
+
+
 class FanoutManager(socketio.AsyncManager):
     """``socketio.AsyncManager`` with a task-free broadcast. Emits that ask
     for acknowledgements (a packet id per recipient) go the usual way."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._recipients: dict[tuple[str, Any], list[Recipient]] = {}
+
+    def basic_enter_room(self, *args: Any, **kwargs: Any) -> Any:
+        self._recipients.clear()
+        return super().basic_enter_room(*args, **kwargs)
+
+    def basic_leave_room(self, *args: Any, **kwargs: Any) -> Any:
+        self._recipients.clear()
+        return super().basic_leave_room(*args, **kwargs)
+
+    def recipients(self, namespace: str, room: Any) -> list[Recipient]:
+        """Who a broadcast to ``room`` (None: the whole namespace) reaches here."""
+        try:
+            return self._recipients[namespace, room]
+        except KeyError:
+            pass
+        except TypeError:  # several rooms, in a list: made each time
+            return self._recipients_now(namespace, room)
+        made = self._recipients[namespace, room] = self._recipients_now(namespace, room)
+        return made
+
+    def _recipients_now(self, namespace: str, room: Any) -> list[Recipient]:
+        eio = self.server.eio
+        made = []
+        for sid, eio_sid in self.get_participants(namespace, room):
+            queue = _compat.socket_queue(eio, eio_sid)
+            made.append((sid, eio_sid, queue if isinstance(queue, DirectQueue) else None))
+        return made
 
     async def emit(
         self,
@@ -61,15 +103,13 @@ class FanoutManager(socketio.AsyncManager):
             packet.EVENT, namespace=namespace, data=[event, *args]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, part)
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
-        eio = self.server.eio
-        for sid, eio_sid in self.get_participants(namespace, room):
+        single = packets[0] if len(packets) == 1 else None
+        for sid, eio_sid, queue in self.recipients(namespace, room):
             if sid in skip:
                 continue
             # Straight to an idle websocket (chatlab.fast.direct_writes), past
             # engineio's send(), whose ping check its service task also makes.
-            queue = _compat.socket_queue(eio, eio_sid)
-            if len(packets) == 1 and isinstance(queue, DirectQueue) \
-                    and queue.write_now(packets[0]):
+            if single is not None and queue is not None and queue.write_now(single):
                 continue
             for eio_pkt in packets:
                 try:
