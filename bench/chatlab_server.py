@@ -3,8 +3,9 @@
     python bench/chatlab_server.py --port 0 [--events-per-second N --burst N]
                                    [--profile FILE] [--log-level LEVEL]
                                    [--socketio-manager] [--websocket-compression]
-                                   [--engineio-writer] [--users-each-time]
-                                   [--asyncio-loop] [--redis URL]
+                                   [--engineio-writer] [--engineio-reader]
+                                   [--users-each-time]
+                                   [--asyncio-loop] [--redis URL | --db PATH]
 
 The same as ``python -m chatlab serve --port 0 --rate-limit 0`` (same
 ``ChatServer`` with every fast path of ``chatlab.fast``, same ready line,
@@ -14,10 +15,14 @@ default it never applies: the Node.js reference server has none, and the
 benchmark's senders send as fast as their in-flight window allows.
 
 Each of ``--socketio-manager``, ``--websocket-compression``, ``--log-level
-INFO``, ``--engineio-writer`` and ``--users-each-time`` switches one of
+INFO``, ``--engineio-writer``, ``--engineio-reader`` and ``--users-each-time`` switches one of
 chatlab's optimisations off (see docs/benchmarks.md, "Each change alone"),
 and ``--plain`` all of the fast paths (``chatlab serve --plain``);
 ``--asyncio-loop`` runs on asyncio's own loop instead of uvloop.
+
+``--db PATH`` keeps the messages in that SQLite file, as ``chatlab serve
+--db PATH`` does (``bench/run.py``'s ``echo-1-db`` and ``echo-10-db`` give
+each server a fresh one).
 
 ``--redis URL`` runs one node of a chat shared through that Redis, as
 ``chatlab serve --redis URL --rate-limit 0`` does (``bench/run.py``'s
@@ -50,13 +55,16 @@ UNLIMITED = 1_000_000_000
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
                 socketio_manager: bool = False, engineio_writer: bool = False,
+                engineio_reader: bool = False,
                 users_each_time: bool = False, plain: bool = False,
-                redis: str | None = None) -> None:
+                redis: str | None = None, db: str = ":memory:") -> None:
     fast = False if plain else FastPaths(
         fanout=not socketio_manager, direct_writes=not engineio_writer,
-        websocket_compression=compression, users_interval=0 if users_each_time else 0.05)
+        websocket_compression=compression, users_interval=0 if users_each_time else 0.05,
+        # (named only when off, so that this runs with a checkout from before it)
+        **({"inline_reads": False} if engineio_reader else {}))
     chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), fast=fast,
-                      redis=redis)
+                      redis=redis, db=db)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
     server = await chat.serve(host="127.0.0.1", port=port, name="standalone")
     if log_level is not None:
@@ -85,6 +93,9 @@ def main() -> None:
     parser.add_argument("--engineio-writer", action="store_true",
                         help="every packet through engineio's queue and writer task "
                              "(no chatlab.fast.direct_writes)")
+    parser.add_argument("--engineio-reader", action="store_true",
+                        help="every websocket message through engineio's reading loop "
+                             "(no chatlab.fast.inline_reads)")
     parser.add_argument("--users-each-time", action="store_true",
                         help="every users list to everyone at once, however many users "
                              "(FastPaths(users_interval=0))")
@@ -95,6 +106,8 @@ def main() -> None:
     parser.add_argument("--redis", metavar="URL",
                         help="one node of a chat shared through this Redis "
                              "(redis://HOST:PORT/DB), as chatlab serve --redis runs it")
+    parser.add_argument("--db", metavar="PATH", default=":memory:",
+                        help="keep the messages in this SQLite file (chatlab serve --db)")
     parser.add_argument("--profile", metavar="FILE", help="write cProfile statistics here")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                         help="the server's log level (diagnosis only; see above)")
@@ -103,8 +116,9 @@ def main() -> None:
                     compression=args.websocket_compression,
                     socketio_manager=args.socketio_manager,
                     engineio_writer=args.engineio_writer,
+                    engineio_reader=args.engineio_reader,
                     users_each_time=args.users_each_time, plain=args.plain,
-                    redis=args.redis)
+                    redis=args.redis, db=args.db)
     run = asyncio.run if args.asyncio_loop else run_standalone
     if args.profile is None:
         run(running)
