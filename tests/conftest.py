@@ -65,10 +65,18 @@ async def no_tasks_left() -> AsyncIterator[None]:
         assert not pending, f"tasks left running: {pending}"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A module that sets FAST_TOO = True runs each of its tests that uses
+    # the chat twice: as the lessons serve it, and with chatlab.fast's
+    # speed-ups, as `chatlab serve` does.
+    if "chat" in metafunc.fixturenames and getattr(metafunc.module, "FAST_TOO", False):
+        metafunc.parametrize("chat", ["plain", "fast"], indirect=True)
+
+
 @pytest.fixture
-async def chat() -> AsyncIterator[ChatServer]:
+async def chat(request: pytest.FixtureRequest) -> AsyncIterator[ChatServer]:
     """A chat server, running (its handle is ``chat.running``)."""
-    server = ChatServer()
+    server = ChatServer(fast=getattr(request, "param", "plain") == "fast")
     server.running = await server.serve(name=f"test-chat-{next(_names)}")  # type: ignore[attr-defined]
     yield server
     await chatlab.shutdown()

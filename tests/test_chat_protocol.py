@@ -14,6 +14,9 @@ from chatlab.protocol import HISTORY_KEYS, MESSAGE_KEYS, PRIVATE_KEYS
 
 pytestmark = pytest.mark.integration
 
+# Each test that uses the chat runs on the plain server and the fast one.
+FAST_TOO = True
+
 
 def events(client, name):
     """The data of each ``name`` event the client received, in order."""

@@ -9,6 +9,9 @@ from chatlab.protocol import CLIENT_EVENTS, REFUSAL_KEYS
 
 pytestmark = pytest.mark.integration
 
+# Each test that uses the chat runs on the plain server and the fast one.
+FAST_TOO = True
+
 
 LONG_NAME = "n" * 33
 LONG_MESSAGE = "m" * 2001

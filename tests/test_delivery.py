@@ -17,6 +17,9 @@ from test_chat_refusals import joined
 
 pytestmark = pytest.mark.integration
 
+# Each test that uses the chat runs on the plain server and the fast one.
+FAST_TOO = True
+
 
 def seen(client: ChatClient) -> list[tuple[int | None, str]]:
     return [(m.offset, m.text) for m in client.messages]
@@ -201,13 +204,14 @@ async def test_live_messages_during_replays_are_neither_lost_nor_repeated(chat_s
     await chatlab.shutdown()
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
 @pytest.mark.parametrize("db", [":memory:", "file"])
-async def test_messages_sent_at_once_go_to_everyone_in_offset_order(db, tmp_path):
+async def test_messages_sent_at_once_go_to_everyone_in_offset_order(db, fast, tmp_path):
     """Many messages in flight at once (a file stores them in group
     commits): every client gets every message once, in offset order, and
     each sender's acknowledgement names the offset its message came with."""
-    chat = ChatServer(db=tmp_path / "chat.db" if db == "file" else db)
-    url = await served(chat, f"at-once-{db}")
+    chat = ChatServer(db=tmp_path / "chat.db" if db == "file" else db, fast=fast)
+    url = await served(chat, f"at-once-{db}-{fast}")
     clients = [ChatClient(url) for _ in range(4)]
     for n, client in enumerate(clients):
         await client.connect()

@@ -25,20 +25,25 @@ async def fanout():
         await sio.enter_room(sid, room)
         return room
 
+    @sio.event
+    async def leave(sid, room):
+        await sio.leave_room(sid, room)
+        return room
+
     server = await serve_fast(sio, name="fanout")
     clients = []
     for name in ("ann", "bob", "cat"):
         client = RecordingClient(name)
         await client.connect(server.url, transports=["websocket"])
         clients.append(client)
-    yield sio, clients
+    yield sio, clients, server.url
     for client in clients:
         await client.shutdown()
     await server.stop()
 
 
 async def test_to_everyone_to_a_room_to_several_and_skipping(fanout):
-    sio, (ann, bob, cat) = fanout
+    sio, (ann, bob, cat), _ = fanout
     await ann.call("join", "py", timeout=5)
     await bob.call("join", "py", timeout=5)
     await sio.emit("all", "hello")
@@ -56,8 +61,49 @@ async def test_to_everyone_to_a_room_to_several_and_skipping(fanout):
     assert cat.received("room") == []
 
 
+async def test_a_room_s_recipients_follow_every_join_leave_disconnect_and_close(fanout):
+    """The manager keeps each room's recipients between broadcasts; every
+    change of who is in a room shows in the very next one."""
+    sio, (ann, bob, cat), url = fanout
+    marks = 0
+
+    async def to_py_reaches(*expected: RecordingClient) -> None:
+        nonlocal marks
+        marks += 1
+        await sio.emit("py", marks, room="py")
+        # Then a mark to everyone still here: each connection gets its
+        # packets in order, so one that got no "py" before it gets none.
+        await sio.emit("mark", marks)
+        for client in (ann, bob, cat):
+            if client.connected:
+                await client.wait_for("mark", count=marks)
+        for client in (ann, bob, cat):
+            got = marks in [args[0] for args in client.received("py")]
+            assert got is (client in expected), (client.name, marks)
+
+    await to_py_reaches()
+    await ann.call("join", "py", timeout=5)
+    await to_py_reaches(ann)
+    await bob.call("join", "py", timeout=5)
+    await to_py_reaches(ann, bob)
+    await ann.call("leave", "py", timeout=5)
+    await to_py_reaches(bob)
+    await bob.disconnect()
+    await to_py_reaches()
+    await cat.call("join", "py", timeout=5)
+    await to_py_reaches(cat)
+    await sio.close_room("py")
+    await to_py_reaches()
+    late = RecordingClient("late")
+    await late.connect(url, transports=["websocket"])
+    await sio.emit("all", "to everyone, the late one too")
+    for client in (ann, cat, late):
+        await client.wait_for("all")
+    await late.shutdown()
+
+
 async def test_an_emit_that_wants_acknowledgements_still_gets_them(fanout):
-    sio, (ann, _bob, _cat) = fanout
+    sio, (ann, _bob, _cat), _ = fanout
     ann.on("ask", lambda data: f"ann says {data}")
     answered = asyncio.get_running_loop().create_future()
     await sio.emit("ask", "hi", to=ann.get_sid(), callback=answered.set_result)
