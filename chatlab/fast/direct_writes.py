@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import weakref
 from typing import Any
 
 from engineio import packet as eio_packet
@@ -73,6 +74,38 @@ def frame_of(pkt: eio_packet.Packet) -> bytes:
     return frame
 
 
+class _TurnEnd:
+    """The queues of one event loop with frames to write when its turn
+    ends: one callback for them all, however many recipients."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._call_soon = loop.call_soon
+        self._queues: list[DirectQueue] = []
+
+    def add(self, queue: DirectQueue) -> None:
+        if not self._queues:
+            self._call_soon(self._write)
+        self._queues.append(queue)
+
+    def _write(self) -> None:
+        queues, self._queues = self._queues, []
+        for queue in queues:
+            queue._write_frames()
+
+
+# Each loop's, made when it first has frames to write.
+_turn_ends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _TurnEnd] = \
+    weakref.WeakKeyDictionary()
+
+
+def _turn_end() -> _TurnEnd:
+    loop = asyncio.get_running_loop()
+    turn_end = _turn_ends.get(loop)
+    if turn_end is None:
+        turn_end = _turn_ends[loop] = _TurnEnd(loop)
+    return turn_end
+
+
 class DirectQueue(Outbox):
     """An engineio connection's :class:`~chatlab.outbox.Outbox` that writes
     past an idle writer. What it writes straight to the socket counts in
@@ -84,7 +117,7 @@ class DirectQueue(Outbox):
         self._writer_waiting = False
         self._frames: list[bytes] = []  # to write at the end of this turn
         self._frames_size = 0
-        self._call_soon: Any = None  # the loop's, once known
+        self._turn_end: _TurnEnd | None = None  # its loop's, once known
         self._compressed = True  # until attach() says otherwise
 
     async def get(self) -> Any:
@@ -110,11 +143,11 @@ class DirectQueue(Outbox):
         if pkt.packet_type != eio_packet.MESSAGE or not self._can_write():
             return False
         if not self._frames:  # the first of this turn: written when the turn ends
-            if self._call_soon is None:
+            if self._turn_end is None:
                 # Kept: looking the running loop up costs a system call
                 # (getpid()) on Python 3.11, for each recipient of a message.
-                self._call_soon = asyncio.get_running_loop().call_soon
-            self._call_soon(self._write_frames)
+                self._turn_end = _turn_end()
+            self._turn_end.add(self)
         frame = frame_of(pkt)
         self._frames.append(frame)
         self._frames_size += len(frame)
