@@ -83,10 +83,10 @@ class Delivery:
         self.limits = limits
         self.page = page
         self.last_page = last_page
-        # Held while a stored message is sent to the live room, and while a connection is
-        # sent the last of its history and enters the live room, so every
-        # client sees the messages in offset order, each once, with no gap
-        # between its history and the live ones.
+        # Held while a stored message is sent to the live room, and while a
+        # connection is sent the last of its history and enters the live
+        # room, so every client sees the messages in offset order, each
+        # once, with no gap between its history and the live ones.
         self.order = asyncio.Lock()
         # What each connecting client said it has seen, until it has had
         # its history, and an event set once it has.
