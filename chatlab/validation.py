@@ -112,6 +112,13 @@ _IGNORED = frozenset(
 # override draws the text after it in the order it says, not as it was sent.
 _EMBEDDINGS = frozenset("\u202a\u202b\u202c\u202d\u202e")
 _ZWNJ, _ZWJ = "\u200c", "\u200d"
+# What check_message() looks at one character at a time: the control
+# characters (category Cc), the surrogates (Cs) and the embeddings and
+# overrides. Most messages have none, and one scan for them is cheaper.
+_MESSAGE_SUSPECTS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e]")
+# A printable ASCII character other than the space: a letter, digit,
+# punctuation or symbol, so the text has something visible.
+_ASCII_VISIBLE = re.compile("[!-~]")
 # The scripts whose letters look like one another's (a Latin "a", a
 # Cyrillic "а", a Greek "α"): a name must not mix them in one word.
 _ALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
@@ -250,8 +257,13 @@ def check_message(value: Any, limits: Limits = Limits()) -> str:
     if len(value) > limits.message:
         raise Refused(
             f"the message is {len(value)} characters long; the limit is {limits.message}")
-    _check_characters(value, "the message", allowed="\n\t")
-    _check_visible(value, "the message")
+    suspects = _MESSAGE_SUSPECTS.search(value) is not None
+    if suspects:
+        _check_characters(value, "the message", allowed="\n\t")
+    if _ASCII_VISIBLE.search(value) is None:
+        _check_visible(value, "the message")
+    if not suspects:
+        return value
     for char in value:
         if char in _EMBEDDINGS:
             raise Refused(

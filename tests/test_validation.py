@@ -4,9 +4,11 @@ it gives when it does not. Plain values in, cleaned values or Refused out."""
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 
 import pytest
 
+from chatlab import validation
 from chatlab.validation import (
     Limits, Refused, check_message, check_message_id, check_name, check_resume, check_room,
     describe, name_key)
@@ -282,6 +284,20 @@ def test_a_message_refuses_bidirectional_embeddings_and_overrides(value, charact
         f"the message contains the bidirectional control {character}, which can make it "
         "read differently from what was sent; for right-to-left text use the marks "
         "U+200E and U+200F, or the isolates U+2066 to U+2069")
+
+
+def test_a_message_is_scanned_for_exactly_the_characters_its_rules_look_at():
+    """check_message() looks at a message character by character only when
+    one scan finds a control character, a surrogate or an embedding in it,
+    and at its visibility only when it has no printable ASCII."""
+    looked_at = {chr(code) for code in range(0x110000)
+                 if unicodedata.category(chr(code)) in ("Cc", "Cs")} | set("\u202a\u202b\u202c\u202d\u202e")
+    scanned = {chr(code) for code in range(0x110000)
+               if validation._MESSAGE_SUSPECTS.match(chr(code))}
+    assert scanned == looked_at
+    for char in map(chr, range(0x21, 0x7f)):
+        assert validation._ASCII_VISIBLE.match(char)
+        validation._check_visible(char, "it")  # visible: no refusal
 
 
 # -- message ids --------------------------------------------------------------------
