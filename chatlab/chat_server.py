@@ -134,6 +134,8 @@ class ChatServer:
         manager = self.fast.client_manager() if self.fast else None
         if manager is not None:
             server_options.setdefault("client_manager", manager)
+        if self.fast:
+            server_options.setdefault("serializer", self.fast.serializer())
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             cors_allowed_origins=origin_policy(cors_origins, self.trusted_proxies),

@@ -12,6 +12,8 @@ one by one in docs/benchmarks.md).
   written counts in it until the socket has sent it).
 - :mod:`.inline_reads`: a websocket's messages handled as they are read,
   instead of through a task and a timer each in engineio's reading loop.
+- :mod:`.packets`: Socket.IO packets encoded and decoded with JSON coders
+  made once, instead of one made for every packet.
 - :mod:`.compression`: websocket compression refused, as in Node.
 - :mod:`.users_list`: in a chat of 100 users or more, one users list per
   burst of joins and leaves.
@@ -31,6 +33,7 @@ from aiohttp import web
 from . import direct_writes, inline_reads
 from .compression import without_compression
 from .fanout import FanoutManager
+from .packets import ChatPacket
 from .users_list import UsersAnnouncer
 
 __all__ = ["FanoutManager", "FastPaths", "UsersAnnouncer"]
@@ -47,6 +50,7 @@ class FastPaths:
     fanout: bool = True
     direct_writes: bool = True
     inline_reads: bool = True
+    packets: bool = True
     websocket_compression: bool = False
     users_interval: float = 0.05
 
@@ -59,6 +63,11 @@ class FastPaths:
     def client_manager(self) -> socketio.AsyncManager | None:
         """The manager to create the server with (None: python-socketio's)."""
         return FanoutManager() if self.fanout else None
+
+    def serializer(self) -> type | str:
+        """The packet class to create the server with (python-socketio's
+        ``serializer``)."""
+        return ChatPacket if self.packets else "default"
 
     def users_announcer(self, sio: socketio.AsyncServer,
                         names: Callable[[], list[str]]) -> UsersAnnouncer | None:
