@@ -17,6 +17,10 @@ from test_chat_refusals import check_refused, joined
 
 pytestmark = pytest.mark.integration
 
+# Also on the fast server, which reads packets with a parser of its own
+# (chatlab.fast.packets).
+FAST_TOO = True
+
 
 WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 POLL_PATH = "/socket.io/?EIO=4&transport=polling"

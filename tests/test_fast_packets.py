@@ -41,6 +41,27 @@ def test_packets_encode_and_decode_as_python_socketio_s(data, kind, namespace, i
     assert json.dumps(read.data) == json.dumps(expected.data)  # (NaN != NaN)
 
 
+ENCODED = [
+    '2["message","hi"]', '21["message","hi"]', '3' + '7' * 99 + '["a"]', '2' + '7' * 100 + '["a"]',
+    '2/chat,["a"]', '2/chat,5["a"]', '2/chat?x=1,["a"]', '3/chat,12[]', '21-["a"]', '51-["a",{}]',
+    '2\u0661["a"]', '2\u00b2["a"]', '2[', '2', '0', '0{"token":"x"}', '1', '4{"message":"no"}',
+    '2 ["a"]', '2["a"] ', '2[1e5, -0, 12345678901234567890]', '22["a",' + '9' * 100 + ']',
+]
+
+
+@pytest.mark.parametrize("encoded", ENCODED)
+def test_what_a_client_sends_is_read_as_python_socketio_reads_it(encoded):
+    def read(cls):
+        try:
+            got = cls(encoded_packet=encoded)
+        except Exception as exc:  # noqa: BLE001 - which error, compared
+            return type(exc)
+        return (got.packet_type, got.namespace, got.id, json.dumps(got.data),
+                got.attachment_count)
+
+    assert read(ChatPacket) == read(packet.Packet)
+
+
 def test_a_number_of_over_100_digits_is_refused_as_engineio_refuses_it():
     assert ChatPacket(encoded_packet='2["n",' + "9" * 100 + "]").data == ["n", int("9" * 100)]
     with pytest.raises(ValueError, match="too large"):
