@@ -4,6 +4,7 @@
                                    [--profile FILE] [--log-level LEVEL]
                                    [--socketio-manager] [--websocket-compression]
                                    [--engineio-writer] [--engineio-reader]
+                                   [--socketio-tasks] [--socketio-packets]
                                    [--users-each-time]
                                    [--asyncio-loop] [--redis URL | --db PATH]
 
@@ -15,7 +16,8 @@ default it never applies: the Node.js reference server has none, and the
 benchmark's senders send as fast as their in-flight window allows.
 
 Each of ``--socketio-manager``, ``--websocket-compression``, ``--log-level
-INFO``, ``--engineio-writer``, ``--engineio-reader`` and ``--users-each-time`` switches one of
+INFO``, ``--engineio-writer``, ``--engineio-reader``, ``--socketio-tasks``,
+``--socketio-packets`` and ``--users-each-time`` switches one of
 chatlab's optimisations off (see docs/benchmarks.md, "Each change alone"),
 and ``--plain`` all of the fast paths (``chatlab serve --plain``);
 ``--asyncio-loop`` runs on asyncio's own loop instead of uvloop.
@@ -55,14 +57,16 @@ UNLIMITED = 1_000_000_000
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
                 socketio_manager: bool = False, engineio_writer: bool = False,
-                engineio_reader: bool = False,
-                users_each_time: bool = False, plain: bool = False,
+                engineio_reader: bool = False, socketio_tasks: bool = False,
+                socketio_packets: bool = False, users_each_time: bool = False, plain: bool = False,
                 redis: str | None = None, db: str = ":memory:") -> None:
     fast = False if plain else FastPaths(
         fanout=not socketio_manager, direct_writes=not engineio_writer,
         websocket_compression=compression, users_interval=0 if users_each_time else 0.05,
-        # (named only when off, so that this runs with a checkout from before it)
-        **({"inline_reads": False} if engineio_reader else {}))
+        # (named only when off, so that this runs with a checkout from before them)
+        **({"inline_reads": False} if engineio_reader else {}),
+        **({"eager_handlers": False} if socketio_tasks else {}),
+        **({"packets": False} if socketio_packets else {}))
     chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), fast=fast,
                       redis=redis, db=db)
     await chat.store.chat_id()  # opened first, as `chatlab serve` does
@@ -96,6 +100,11 @@ def main() -> None:
     parser.add_argument("--engineio-reader", action="store_true",
                         help="every websocket message through engineio's reading loop "
                              "(no chatlab.fast.inline_reads)")
+    parser.add_argument("--socketio-tasks", action="store_true",
+                        help="each event's handler in a task of its own, as python-socketio "
+                             "starts it (no chatlab.fast.eager_handlers)")
+    parser.add_argument("--socketio-packets", action="store_true",
+                        help="python-socketio's own packet class (no chatlab.fast.packets)")
     parser.add_argument("--users-each-time", action="store_true",
                         help="every users list to everyone at once, however many users "
                              "(FastPaths(users_interval=0))")
@@ -117,6 +126,7 @@ def main() -> None:
                     socketio_manager=args.socketio_manager,
                     engineio_writer=args.engineio_writer,
                     engineio_reader=args.engineio_reader,
+                    socketio_tasks=args.socketio_tasks, socketio_packets=args.socketio_packets,
                     users_each_time=args.users_each_time, plain=args.plain,
                     redis=args.redis, db=args.db)
     run = asyncio.run if args.asyncio_loop else run_standalone
