@@ -4,7 +4,7 @@
                                    [--profile FILE] [--log-level LEVEL]
                                    [--socketio-manager] [--websocket-compression]
                                    [--engineio-writer] [--engineio-reader]
-                                   [--socketio-tasks] [--socketio-packets]
+                                   [--socketio-packets]
                                    [--users-each-time]
                                    [--asyncio-loop] [--redis URL | --db PATH]
 
@@ -16,7 +16,7 @@ default it never applies: the Node.js reference server has none, and the
 benchmark's senders send as fast as their in-flight window allows.
 
 Each of ``--socketio-manager``, ``--websocket-compression``, ``--log-level
-INFO``, ``--engineio-writer``, ``--engineio-reader``, ``--socketio-tasks``,
+INFO``, ``--engineio-writer``, ``--engineio-reader``,
 ``--socketio-packets`` and ``--users-each-time`` switches one of
 chatlab's optimisations off (see docs/benchmarks.md, "Each change alone"),
 and ``--plain`` all of the fast paths (``chatlab serve --plain``);
@@ -57,7 +57,7 @@ UNLIMITED = 1_000_000_000
 async def serve(port: int, events_per_second: float, burst: int,
                 log_level: str | None = None, *, compression: bool = False,
                 socketio_manager: bool = False, engineio_writer: bool = False,
-                engineio_reader: bool = False, socketio_tasks: bool = False,
+                engineio_reader: bool = False,
                 socketio_packets: bool = False, users_each_time: bool = False, plain: bool = False,
                 redis: str | None = None, db: str = ":memory:") -> None:
     fast = False if plain else FastPaths(
@@ -65,7 +65,6 @@ async def serve(port: int, events_per_second: float, burst: int,
         websocket_compression=compression, users_interval=0 if users_each_time else 0.05,
         # (named only when off, so that this runs with a checkout from before them)
         **({"inline_reads": False} if engineio_reader else {}),
-        **({"eager_handlers": False} if socketio_tasks else {}),
         **({"packets": False} if socketio_packets else {}))
     chat = ChatServer(limits=Limits(events_per_second=events_per_second, burst=burst), fast=fast,
                       redis=redis, db=db)
@@ -100,9 +99,6 @@ def main() -> None:
     parser.add_argument("--engineio-reader", action="store_true",
                         help="every websocket message through engineio's reading loop "
                              "(no chatlab.fast.inline_reads)")
-    parser.add_argument("--socketio-tasks", action="store_true",
-                        help="each event's handler in a task of its own, as python-socketio "
-                             "starts it (no chatlab.fast.eager_handlers)")
     parser.add_argument("--socketio-packets", action="store_true",
                         help="python-socketio's own packet class (no chatlab.fast.packets)")
     parser.add_argument("--users-each-time", action="store_true",
@@ -126,7 +122,7 @@ def main() -> None:
                     socketio_manager=args.socketio_manager,
                     engineio_writer=args.engineio_writer,
                     engineio_reader=args.engineio_reader,
-                    socketio_tasks=args.socketio_tasks, socketio_packets=args.socketio_packets,
+                    socketio_packets=args.socketio_packets,
                     users_each_time=args.users_each_time, plain=args.plain,
                     redis=args.redis, db=args.db)
     run = asyncio.run if args.asyncio_loop else run_standalone

@@ -37,7 +37,6 @@ __all__ = [
     "websocket_class_telling",
     "socket_is_open_websocket",
     "socket_queue",
-    "start_event_handlers_with",
     "watch_client_events",
     "watch_server_events",
 ]
@@ -209,36 +208,6 @@ def gate_messages(sio: socketio.AsyncServer,
 
 
 # -- fast paths (chatlab.fast) ------------------------------------------------
-
-
-def start_event_handlers_with(sio: socketio.AsyncServer,
-                              start: Callable[[Any, Callable[..., Any]], Any]) -> bool:
-    """Hand each event's handling coroutine to ``start(coroutine,
-    start_background_task)`` instead of a new task: it returns what
-    python-socketio takes for the task, and may start one with the server's
-    own ``start_background_task`` (the second argument).
-
-    With ``async_handlers`` (the default), ``AsyncServer._handle_event``
-    runs ``_handle_event_internal`` (the handler, then its acknowledgement)
-    through the server's ``start_background_task``, which is only looked
-    up on the instance: everything else it starts still goes the usual way.
-    Missing: returns False, and every event has a task of its own.
-    """
-    handle = getattr(sio, "_handle_event_internal", None)
-    if handle is None or not callable(getattr(type(sio), "_handle_event", None)):
-        _missing("AsyncServer._handle_event_internal",
-                 "every event's handler starts in a task of its own")
-        return False
-    original = sio.start_background_task
-
-    def start_background_task(target: Any, *args: Any, **kwargs: Any) -> Any:
-        if target == handle:  # (a bound method: equal, not the same object)
-            return start(target(*args, **kwargs), original)
-        return original(target, *args, **kwargs)
-
-    sio.start_background_task = start_background_task  # type: ignore[method-assign]
-    return True
-
 
 def set_websocket_class(eio: engineio.AsyncServer, websocket: type | None) -> type | None:
     """Make the connections ``eio`` accepts from now on use ``websocket``

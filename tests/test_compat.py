@@ -16,7 +16,7 @@ import socketio
 import chatlab
 import chatlab.outbox
 from chatlab import _compat
-from chatlab.fast import direct_writes, eager_handlers
+from chatlab.fast import direct_writes
 
 pytestmark = pytest.mark.integration
 
@@ -75,21 +75,6 @@ def test_without_the_connection_table_the_outbox_seams_say_what_they_lose(caplog
     assert "not sent away" in said[0]
     assert "only when its socket closes" in said[1]
     assert "end late" in said[2]
-
-
-class ServerWithoutEventHandling(socketio.AsyncServer):
-    """An AsyncServer as a release that handles events some other way."""
-
-    _handle_event_internal = None  # type: ignore[assignment]
-
-
-async def test_without_the_event_seam_handlers_start_in_tasks_and_say_so(caplog):
-    sio = ServerWithoutEventHandling(async_mode="aiohttp")
-    with caplog.at_level(logging.WARNING, logger="chatlab"):
-        assert eager_handlers.install(sio) is False
-    assert "start_background_task" not in vars(sio), "nothing half-installed"
-    [notice] = notices(caplog)
-    assert "_handle_event_internal" in notice and "task of its own" in notice
 
 
 async def test_a_long_poll_carries_at_most_16_packets_and_the_rest_follow():

@@ -12,8 +12,6 @@ one by one in docs/benchmarks.md).
   written counts in it until the socket has sent it).
 - :mod:`.inline_reads`: a websocket's messages handled as they are read,
   instead of through a task and a timer each in engineio's reading loop.
-- :mod:`.eager_handlers`: an event's handler started at once, where the
-  event was read, instead of in a task of its own on the loop's next turn.
 - :mod:`.packets`: Socket.IO packets encoded and decoded with JSON coders
   made once, instead of one made for every packet.
 - :mod:`.compression`: websocket compression refused, as in Node.
@@ -32,7 +30,7 @@ from typing import Callable
 import socketio
 from aiohttp import web
 
-from . import direct_writes, eager_handlers, inline_reads
+from . import direct_writes, inline_reads
 from .compression import without_compression
 from .fanout import FanoutManager
 from .packets import ChatPacket
@@ -52,7 +50,6 @@ class FastPaths:
     fanout: bool = True
     direct_writes: bool = True
     inline_reads: bool = True
-    eager_handlers: bool = True
     packets: bool = True
     websocket_compression: bool = False
     users_interval: float = 0.05
@@ -83,7 +80,5 @@ class FastPaths:
             direct_writes.install(sio.eio)
         if self.inline_reads:
             inline_reads.install(sio.eio)
-        if self.eager_handlers:
-            eager_handlers.install(sio)
         if not self.websocket_compression:
             app.middlewares.append(without_compression)
