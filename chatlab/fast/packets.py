@@ -76,23 +76,6 @@ class _Json:
         return _encode(data)
 
 
-def _has_bytes(data: Any) -> bool:
-    if isinstance(data, (bytes, bytearray)):
-        return True
-    if isinstance(data, list):
-        items = data
-    elif isinstance(data, dict):
-        items = data.values()
-    else:
-        return False
-    for item in items:
-        if isinstance(item, (str, int, float)):
-            continue  # (the usual leaves: no call for them)
-        if _has_bytes(item):
-            return True
-    return False
-
-
 # The packets a client sends most: an event or acknowledgement on the main
 # namespace, perhaps with an id, then the JSON ("2[...]", "21[...]").
 _PLAIN = re.compile(r"([23])(\d{0,99})\[")
@@ -113,14 +96,10 @@ class ChatPacket(packet.Packet):
             try:
                 self._json_data = _encode(data)
             except (TypeError, ValueError):
-                pass  # bytes, or what JSON refuses: the walk, and encode() says which
+                pass  # bytes, or what JSON refuses: python-socketio's walk, and encode() says which
             else:
                 binary = False
         super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
-
-    @classmethod
-    def data_is_binary(cls, data: Any) -> bool:
-        return _has_bytes(data)
 
     def encode(self) -> Any:
         if self._json_data is None or self.packet_type not in (packet.EVENT, packet.ACK):
